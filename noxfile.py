@@ -1,0 +1,187 @@
+"""Sessions of the dt monorepo.
+
+Packages are discovered from ``packages/*/pyproject.toml`` and ``projects/*/pyproject.toml``;
+a package's sibling dependencies (from ``dependencies`` and its ``test`` extra) are installed
+from the checkout, never from a registry. Every install is constrained by ``constraints.txt``,
+which pins torch to the CPU wheel this machine has (an unpinned torch pulls GBs of CUDA).
+
+    nox -s tests               every package installed together, fast suites + import contracts
+    nox -s tests-dt-structures one package and only its declared dependencies
+    nox -s slow                tests marked slow
+    nox -s lint                ruff check, ruff format --check, import-direction contracts
+    nox -s build               wheel + sdist of every package into dist/, each installed cleanly
+    nox -s bench               benchmarks/*.py (JSON on stdout); pass script names to pick some
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+CONSTRAINTS = ROOT / "constraints.txt"
+COMPAT_CONSTRAINTS = ROOT / "constraints-compat.txt"
+DIST = ROOT / "dist"
+
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests"]
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str  # distribution name, e.g. "dt-structures"
+    path: Path
+    import_name: str
+    version: str
+    siblings: tuple[str, ...]  # sibling distributions needed at run and test time
+
+    @property
+    def tests(self) -> Path:
+        return self.path / "tests"
+
+
+def _requirement_name(requirement: str) -> str:
+    match = re.match(r"\s*([A-Za-z0-9._-]+)", requirement)
+    if match is None:
+        raise ValueError(f"cannot parse requirement {requirement!r}")
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower()
+
+
+def _requirement_extras(requirement: str) -> list[str]:
+    match = re.match(r"\s*[A-Za-z0-9._-]+\s*\[([^\]]*)\]", requirement)
+    return [e.strip() for e in match.group(1).split(",")] if match else []
+
+
+def _discover() -> dict[str, Package]:
+    pyprojects = sorted([*ROOT.glob("packages/*/pyproject.toml"), *ROOT.glob("projects/*/pyproject.toml")])
+    metas = {}
+    for pyproject in pyprojects:
+        project = tomllib.loads(pyproject.read_text())["project"]
+        metas[_requirement_name(project["name"])] = (pyproject.parent, project)
+
+    def sibling_closure(name: str, extras: list[str], seen: set[str]) -> None:
+        _, project = metas[name]
+        requirements = list(project.get("dependencies", []))
+        for extra in extras:
+            requirements += project.get("optional-dependencies", {}).get(extra, [])
+        for requirement in requirements:
+            dep = _requirement_name(requirement)
+            if dep in metas and dep != name:
+                seen.add(dep)
+                sibling_closure(dep, _requirement_extras(requirement), seen)
+
+    packages = {}
+    for name, (path, project) in metas.items():
+        siblings: set[str] = set()
+        sibling_closure(name, ["test"], siblings)
+        packages[name] = Package(
+            name=name,
+            path=path,
+            import_name=name.replace("-", "_"),
+            version=project["version"],
+            siblings=tuple(sorted(siblings)),
+        )
+    return packages
+
+
+PACKAGES = _discover()
+
+
+def _install_from_checkout(session: nox.Session, names: list[str], constraints: Path = CONSTRAINTS) -> None:
+    """Install the named packages (with their ``test`` extra) and their sibling dependencies."""
+    wanted = set(names)
+    for name in names:
+        wanted.update(PACKAGES[name].siblings)
+    targets = [f"{PACKAGES[n].path}[test]" if n in names else str(PACKAGES[n].path) for n in sorted(wanted)]
+    session.install("-c", str(constraints), *targets)
+
+
+def _pytest(session: nox.Session, packages: list[Package], marker: str) -> None:
+    """Run each package's tests in its own pytest process; report every failing package."""
+    failed = []
+    for package in packages:
+        if not package.tests.is_dir():
+            continue
+        try:
+            session.run("pytest", str(package.tests), "-m", marker, *session.posargs)
+        except nox.command.CommandFailed:
+            failed.append(package.name)
+    if failed:
+        session.error(f"tests failed in: {', '.join(failed)}")
+
+
+def _lint_imports(session: nox.Session) -> None:
+    """Check the package layering (see .importlinter) on the source trees."""
+    src_dirs = [str(p.path / "src") for p in PACKAGES.values()]
+    session.run("lint-imports", env={"PYTHONPATH": os.pathsep.join(src_dirs)})
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """All packages installed together from the checkout: import contracts, then every fast suite."""
+    session.install("-c", str(CONSTRAINTS), "import-linter")
+    _install_from_checkout(session, sorted(PACKAGES))
+    _lint_imports(session)
+    _pytest(session, list(PACKAGES.values()), "not slow")
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """Tests marked slow (end-to-end runs), all packages installed together."""
+    _install_from_checkout(session, sorted(PACKAGES))
+    _pytest(session, list(PACKAGES.values()), "slow")
+
+
+def _package_tests(session: nox.Session, package: Package) -> None:
+    _install_from_checkout(session, [package.name])
+    _pytest(session, [package], "not slow")
+
+
+for _package in PACKAGES.values():
+    nox.session(name=f"tests-{_package.name}")(
+        lambda session, package=_package: _package_tests(session, package)
+    )
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check, ruff format --check, and the import-direction contracts."""
+    session.install("-c", str(CONSTRAINTS), "ruff", "import-linter")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    _lint_imports(session)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Wheel and sdist of every package into dist/; each wheel installed in a clean venv and imported."""
+    session.install("-c", str(CONSTRAINTS), "build")
+    DIST.mkdir(exist_ok=True)
+    for package in PACKAGES.values():
+        session.run("python", "-m", "build", "--outdir", str(DIST), str(package.path))
+    for package in PACKAGES.values():
+        with tempfile.TemporaryDirectory(prefix=f"dt-clean-{package.name}-") as venv:
+            session.run("python", "-m", "venv", venv)
+            python = str(Path(venv) / "bin" / "python")
+            session.run(
+                python, "-m", "pip", "install", "--quiet", "--find-links", str(DIST),
+                "-c", str(CONSTRAINTS), f"{package.name}=={package.version}",
+                external=True,
+            )  # fmt: skip
+            session.run(python, "-c", f"import {package.import_name}", external=True)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run benchmarks/*.py (each prints JSON). ``nox -s bench -- coco_eval.py`` runs one."""
+    _install_from_checkout(session, sorted(PACKAGES))
+    session.install("-c", str(CONSTRAINTS), "-r", str(ROOT / "benchmarks" / "requirements.txt"))
+    scripts = session.posargs or sorted(p.name for p in (ROOT / "benchmarks").glob("*.py"))
+    for script in scripts:
+        session.run("python", str(ROOT / "benchmarks" / script))
