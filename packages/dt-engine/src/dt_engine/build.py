@@ -1,0 +1,84 @@
+"""From a typed ``SolverConfig`` to the objects the trainer uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config.solver import SolverConfig
+from .ema import ModelEMA
+from .lr_scheduler import (
+    CosineParamScheduler,
+    LRMultiplier,
+    MultiStepParamScheduler,
+    ParamScheduler,
+    WarmupParamScheduler,
+)
+from .optim import build_torch_optimizer, get_default_optimizer_params
+from .train_loop import AMPTrainer, GradClip, SimpleTrainer
+
+__all__ = ["build_grad_clip", "build_lr_scheduler", "build_optimizer", "build_trainer"]
+
+
+def build_optimizer(model: nn.Module, solver: SolverConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW over ``model``'s trainable parameters, grouped by detectron2's rules."""
+    groups = get_default_optimizer_params(
+        model,
+        base_lr=solver.base_lr,
+        weight_decay=solver.weight_decay,
+        weight_decay_norm=solver.weight_decay_norm,
+        bias_lr_factor=solver.bias_lr_factor,
+        weight_decay_bias=solver.weight_decay_bias,
+    )
+    return build_torch_optimizer(
+        solver.optimizer,
+        groups,
+        base_lr=solver.base_lr,
+        momentum=solver.momentum,
+        nesterov=solver.nesterov,
+        betas=solver.betas,
+    )
+
+
+def build_lr_scheduler(optimizer: torch.optim.Optimizer, solver: SolverConfig) -> LRMultiplier:
+    """Multistep or cosine schedule with warmup, as detectron2's ``build_lr_scheduler``."""
+    if solver.lr_scheduler == "multistep":
+        schedule: ParamScheduler = MultiStepParamScheduler(
+            values=[solver.gamma**k for k in range(len(solver.steps) + 1)],
+            num_updates=solver.max_iter,
+            milestones=list(solver.steps),
+        )
+    else:
+        schedule = CosineParamScheduler(1.0, solver.base_lr_end / solver.base_lr)
+    schedule = WarmupParamScheduler(
+        schedule,
+        warmup_factor=solver.warmup_factor,
+        warmup_length=min(solver.warmup_iters / solver.max_iter, 1.0),
+        warmup_method=solver.warmup_method,
+        rescale_interval=solver.rescale_interval,
+    )
+    return LRMultiplier(optimizer, multiplier=schedule, max_iter=solver.max_iter)
+
+
+def build_grad_clip(solver: SolverConfig) -> GradClip | None:
+    clip = solver.clip_gradients
+    if not clip.enabled:
+        return None
+    return GradClip(mode=clip.clip_type, max_value=clip.clip_value, norm_type=clip.norm_type)
+
+
+def build_trainer(
+    model: nn.Module, data_loader: Any, optimizer: torch.optim.Optimizer, solver: SolverConfig
+) -> SimpleTrainer:
+    """``AMPTrainer`` if ``solver.amp.enabled`` else ``SimpleTrainer``; with clipping, accumulation, EMA."""
+    kwargs: dict[str, Any] = {
+        "accumulate_steps": solver.accumulate_steps,
+        "clip_grad": build_grad_clip(solver),
+        "ema": ModelEMA(model, solver.ema.decay) if solver.ema.enabled else None,
+    }
+    if not solver.amp.enabled:
+        return SimpleTrainer(model, data_loader, optimizer, **kwargs)
+    precision = {"auto": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[solver.amp.precision]
+    return AMPTrainer(model, data_loader, optimizer, precision=precision, **kwargs)

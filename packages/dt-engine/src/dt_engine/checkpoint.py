@@ -1,0 +1,241 @@
+"""Checkpoints that are written atomically, resume exactly, and never execute code when loaded.
+
+A checkpoint is one ``torch.save`` file holding plain tensors and containers only:
+``model`` (state dict), one entry per checkpointable (optimizer, scheduler, trainer, EMA, ...),
+``iteration``, ``rng`` (the torch, CUDA, numpy and Python RNG states of every process) and
+``config`` (the resolved YAML text). Files are written to a temporary file in the same
+directory, fsynced, renamed over the target and the directory fsynced, so a crash leaves
+either the old file or the complete new one. Loading uses ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from .comm import all_gather_object, get_rank, get_world_size, is_main_process
+from .ema import unwrap_model
+
+__all__ = ["Checkpointer", "Stateful", "atomic_torch_save", "capture_rng_state", "restore_rng_state"]
+
+logger = logging.getLogger(__name__)
+
+_PERIODIC = re.compile(r"^model_(\d+)\.pth$")
+LAST_CHECKPOINT = "last_checkpoint"
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> Mapping[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any], /) -> Any: ...
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save(obj, path)`` through a temporary file + fsync + rename + directory fsync."""
+    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """This process's RNG states as plain tensors and numbers (loadable with ``weights_only``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (the global RNG is what code uses)
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of ``capture_rng_state``."""
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        (
+            np_state["kind"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Checkpointer:
+    """Saves and loads ``model`` and named checkpointables (with ``state_dict``/``load_state_dict``).
+
+    ``save`` is collective under DDP (every process calls it: the RNG states of all ranks are
+    gathered) and only the main process writes. ``config`` is the resolved config text saved
+    into every checkpoint.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        save_dir: str | os.PathLike[str],
+        *,
+        config: str | None = None,
+        **checkpointables: Stateful | None,
+    ) -> None:
+        for name in checkpointables:
+            if name in ("model", "iteration", "rng", "config", "format"):
+                raise ValueError(f"checkpointable name {name!r} is reserved")
+        self.model = unwrap_model(model)
+        self.save_dir = Path(save_dir)
+        self.config = config
+        self.checkpointables = {k: v for k, v in checkpointables.items() if v is not None}
+
+    def save(self, name: str, *, iteration: int) -> Path:
+        """Write ``<save_dir>/<name>.pth`` and point ``last_checkpoint`` at it; returns its path."""
+        rng = all_gather_object(capture_rng_state())
+        path = self.save_dir / f"{name}.pth"
+        if not is_main_process():
+            return path
+        data: dict[str, Any] = {
+            "format": "dt-checkpoint-v1",
+            "model": self.model.state_dict(),
+            "iteration": int(iteration),
+            "rng": rng,
+            "config": self.config,
+        }
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        atomic_torch_save(data, path)
+        _atomic_write(self.save_dir / LAST_CHECKPOINT, lambda f: f.write(path.name.encode()))
+        logger.info("saved checkpoint %s (iteration %d)", path, iteration)
+        return path
+
+    def periodic_checkpoints(self) -> list[Path]:
+        """``model_<iteration>.pth`` files in ``save_dir``, oldest iteration first."""
+        if not self.save_dir.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.save_dir.iterdir() if (m := _PERIODIC.match(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def prune(self, keep: int) -> None:
+        """Delete all but the newest ``keep`` periodic checkpoints (main process only)."""
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        if is_main_process():
+            for path in self.periodic_checkpoints()[:-keep]:
+                path.unlink(missing_ok=True)
+
+    def last_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint: ``last_checkpoint``'s target, else the newest periodic one."""
+        marker = self.save_dir / LAST_CHECKPOINT
+        if marker.is_file():
+            target = self.save_dir / marker.read_text().strip()
+            if target.is_file():
+                return target
+        periodic = self.periodic_checkpoints()
+        return periodic[-1] if periodic else None
+
+    @staticmethod
+    def read(path: str | os.PathLike[str]) -> dict[str, Any]:
+        """The checkpoint's content, loaded with ``torch.load(weights_only=True)`` onto the CPU."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(data, dict) or "model" not in data:
+            raise ValueError(f"{path} is not a dt checkpoint (no 'model' entry)")
+        return data
+
+    def load(
+        self, path: str | os.PathLike[str], *, resume: bool = True, strict: bool = True
+    ) -> dict[str, Any]:
+        """Load a checkpoint; with ``resume`` also every checkpointable and this rank's RNG state.
+
+        Returns the checkpoint content (``iteration``, ``config``, ...). Without ``resume`` only
+        the model weights are loaded (fine-tuning); ``strict=False`` then tolerates missing
+        and unexpected keys but never a shape mismatch.
+        """
+        data = self.read(path)
+        self._load_model(data["model"], strict=strict)
+        if resume:
+            for key, obj in self.checkpointables.items():
+                if key not in data:
+                    raise KeyError(f"checkpoint {path} has no state for {key!r}")
+                obj.load_state_dict(data[key])
+            rng = data.get("rng") or []
+            if len(rng) == get_world_size():
+                restore_rng_state(rng[get_rank()])
+            else:
+                logger.warning(
+                    "checkpoint %s holds RNG states of %d processes, this run has %d: RNG not restored",
+                    path,
+                    len(rng),
+                    get_world_size(),
+                )
+        return data
+
+    def _load_model(self, state: Mapping[str, torch.Tensor], *, strict: bool) -> None:
+        own = self.model.state_dict()
+        mismatched = [
+            f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+            for k, v in state.items()
+            if k in own and tuple(v.shape) != tuple(own[k].shape)
+        ]
+        if mismatched:
+            raise ValueError("checkpoint shapes do not match the model: " + "; ".join(mismatched))
+        result = self.model.load_state_dict(state, strict=strict)
+        if result.missing_keys:
+            logger.warning("keys missing from the checkpoint: %s", ", ".join(result.missing_keys))
+        if result.unexpected_keys:
+            logger.warning("checkpoint keys not in the model: %s", ", ".join(result.unexpected_keys))
+
+    def resume_or_load(self, weights: str | os.PathLike[str] | None, *, resume: bool) -> int:
+        """The iteration to start at: after the last checkpoint when ``resume`` finds one, else 0
+        (after loading ``weights`` into the model, if given)."""
+        if resume:
+            last = self.last_checkpoint()
+            if last is not None:
+                return int(self.load(last, resume=True)["iteration"]) + 1
+        if weights is not None:
+            self.load(weights, resume=False, strict=False)
+        return 0
