@@ -138,15 +138,17 @@ def slow(session: nox.Session) -> None:
     _pytest(session, list(PACKAGES.values()), "slow")
 
 
-def _package_tests(session: nox.Session, package: Package) -> None:
-    _install_from_checkout(session, [package.name])
-    _pytest(session, [package], "not slow")
+def _register_package_tests(package: Package) -> None:
+    def package_tests(session: nox.Session) -> None:
+        _install_from_checkout(session, [package.name])
+        _pytest(session, [package], "not slow")
+
+    package_tests.__doc__ = f"{package.name} alone, with only its declared dependencies, in a fresh env."
+    nox.session(name=f"tests-{package.name}")(package_tests)
 
 
 for _package in PACKAGES.values():
-    nox.session(name=f"tests-{_package.name}")(
-        lambda session, package=_package: _package_tests(session, package)
-    )
+    _register_package_tests(_package)
 
 
 @nox.session
@@ -165,13 +167,16 @@ def build(session: nox.Session) -> None:
     DIST.mkdir(exist_ok=True)
     for package in PACKAGES.values():
         session.run("python", "-m", "build", "--outdir", str(DIST), str(package.path))
+    # Siblings must come from dist/, never from a registry that might hold a same-named project.
+    sibling_pins = Path(session.create_tmp()) / "dt-pins.txt"
+    sibling_pins.write_text("".join(f"{p.name}=={p.version}\n" for p in PACKAGES.values()))
     for package in PACKAGES.values():
         with tempfile.TemporaryDirectory(prefix=f"dt-clean-{package.name}-") as venv:
             session.run("python", "-m", "venv", venv)
             python = str(Path(venv) / "bin" / "python")
             session.run(
                 python, "-m", "pip", "install", "--quiet", "--find-links", str(DIST),
-                "-c", str(CONSTRAINTS), f"{package.name}=={package.version}",
+                "-c", str(CONSTRAINTS), "-c", str(sibling_pins), package.name,
                 external=True,
             )  # fmt: skip
             session.run(python, "-c", f"import {package.import_name}", external=True)
