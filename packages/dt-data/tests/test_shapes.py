@@ -1,0 +1,80 @@
+import json
+
+import cv2
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+
+from dt_data import DatasetCatalog, MetadataCatalog
+from dt_data.datasets import generate_shapes, load_shapes, register_shapes, shapes_root
+
+
+def test_generation_is_deterministic_and_cached(shapes_root, tiny_shapes):
+    folder = generate_shapes("train", 8, 64, 3, shapes_root)
+    again = load_shapes("train", 8, 64, 3, shapes_root, "panoptic")
+    assert again == tiny_shapes
+    other = generate_shapes("train", 4, 64, 3, shapes_root / "other")
+    for i in range(4):  # image i depends only on (seed, split, i)
+        a = cv2.imread(str(folder / "images" / f"{i:06d}.jpg"))
+        b = cv2.imread(str(other / "images" / f"{i:06d}.jpg"))
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="split"):
+        generate_shapes("test", 4, 64, 3, shapes_root)
+
+
+def test_annotations_agree_with_panoptic_and_semantic_pngs(tiny_shapes):
+    n_instances = 0
+    for d in tiny_shapes:
+        image = cv2.imread(d["file_name"])
+        assert image.shape == (64, 64, 3) and image.std() > 5
+        sem = cv2.imread(d["sem_seg_file_name"], cv2.IMREAD_UNCHANGED)
+        pan = cv2.imread(d["pan_seg_file_name"])[:, :, ::-1].astype(np.int64)
+        pan_id = pan[..., 0] + 256 * pan[..., 1] + 65536 * pan[..., 2]
+        things = [s for s in d["segments_info"] if s["isthing"]]
+        assert len(things) == len(d["annotations"]) >= 1
+        assert {s["id"] for s in d["segments_info"]} == set(np.unique(pan_id).tolist())
+        for ann, seg in zip(d["annotations"], things, strict=True):
+            n_instances += 1
+            assert ann["category_id"] == seg["category_id"] and 0 <= ann["category_id"] < 5
+            region = pan_id == seg["id"]
+            assert (sem[region] == ann["category_id"]).all()
+            rle = mask_util.merge(mask_util.frPyObjects(ann["segmentation"], 64, 64))
+            poly_mask = mask_util.decode(rle).astype(bool)
+            iou = (poly_mask & region).sum() / (poly_mask | region).sum()
+            assert iou > 0.9
+            ys, xs = np.nonzero(region)
+            assert ann["bbox"] == [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]
+        stuff = [s for s in d["segments_info"] if not s["isthing"]]
+        assert all(s["category_id"] in (5, 6) for s in stuff)
+    assert n_instances >= 8
+
+
+def test_occlusion_is_reflected(shapes_root):
+    dicts = load_shapes("val", 40, 64, 0, shapes_root)
+    folder = generate_shapes("val", 40, 64, 0, shapes_root)
+    with open(folder / "instances.json") as f:
+        anns = json.load(f)["annotations"]
+    # some visible regions are not convex: their area is clearly below their convex hull's area
+    concave = 0
+    for a in anns:
+        pts = np.asarray(a["segmentation"][0], np.float32).reshape(-1, 2)
+        if cv2.contourArea(cv2.convexHull(pts)) > 1.15 * cv2.contourArea(pts) and a["category_id"] != 4:
+            concave += 1
+    assert concave > 0 and len(dicts) == 40
+
+
+def test_register_shapes_env_root_and_kinds(tmp_path, monkeypatch):
+    monkeypatch.setenv("DT_DATASETS", str(tmp_path))
+    assert shapes_root() == tmp_path / "shapes"
+    names = register_shapes("unit_shapes", num_train=3, num_val=2, image_size=48, seed=1)
+    try:
+        assert len(DatasetCatalog.get("unit_shapes_val")) == 2
+        sem = DatasetCatalog.get("unit_shapes_train_sem_seg")
+        assert set(sem[0]) == {"file_name", "height", "width", "image_id", "sem_seg_file_name"}
+        assert (tmp_path / "shapes").is_dir()
+        meta = MetadataCatalog.get("unit_shapes_val")
+        assert meta.json_file.startswith(str(tmp_path))
+    finally:
+        for n in names:
+            DatasetCatalog.remove(n)
+            MetadataCatalog.remove(n)
