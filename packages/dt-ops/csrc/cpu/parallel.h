@@ -1,0 +1,54 @@
+// A dependency-free parallel_for over std::thread.
+//
+// Why not OpenMP: torch wheels bundle their own OpenMP runtime; a second one (libgomp/libomp) linked
+// into this extension would oversubscribe cores and can crash when both initialise, and it would tie
+// the wheel to one toolchain's runtime. Threads are started per call (tens of microseconds) and only
+// when the work is large enough (`min_per_thread` items per thread), so there is no global pool that
+// could deadlock after fork() (DataLoader workers). The thread count is passed in from Python
+// (torch.get_num_threads()), so torch.set_num_threads() governs these kernels too.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <thread>
+#include <vector>
+
+namespace dt {
+
+// Calls fn(begin, end) on disjoint contiguous chunks covering [0, n), from up to num_threads threads.
+template <typename Fn>
+void parallel_for(int64_t n, int num_threads, int64_t min_per_thread, const Fn& fn) {
+  if (n <= 0) return;
+  const int64_t by_work = std::max<int64_t>(1, n / std::max<int64_t>(1, min_per_thread));
+  const int threads = static_cast<int>(std::min<int64_t>(std::max(num_threads, 1), by_work));
+  if (threads <= 1) {
+    fn(int64_t(0), n);
+    return;
+  }
+  const int64_t chunk = (n + threads - 1) / threads;
+  std::vector<std::thread> workers;
+  std::vector<std::exception_ptr> errors(threads);
+  workers.reserve(threads - 1);
+  for (int t = 1; t < threads; ++t) {
+    const int64_t begin = t * chunk, end = std::min(n, begin + chunk);
+    if (begin >= end) break;
+    workers.emplace_back([&fn, &errors, t, begin, end] {
+      try {
+        fn(begin, end);
+      } catch (...) {
+        errors[t] = std::current_exception();
+      }
+    });
+  }
+  try {
+    fn(int64_t(0), std::min(n, chunk));
+  } catch (...) {
+    errors[0] = std::current_exception();
+  }
+  for (auto& w : workers) w.join();
+  for (auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+}  // namespace dt

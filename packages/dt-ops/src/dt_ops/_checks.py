@@ -1,0 +1,85 @@
+"""Argument validation shared by the public functions: clear ValueError/TypeError messages that name
+the argument, raised before any native call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "check_float_tensor",
+    "check_same_device",
+    "check_same_dtype",
+    "check_tensor",
+    "check_threshold",
+    "pair",
+]
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+_DEVICE_TYPES = ("cpu", "cuda")
+
+
+def check_tensor(
+    fn: str,
+    name: str,
+    value: object,
+    *,
+    ndim: int | None = None,
+    last: int | None = None,
+    dtypes: Sequence[torch.dtype] | None = None,
+) -> torch.Tensor:
+    """Require a tensor with ``ndim`` dims, ``last`` as its last size and a dtype in ``dtypes``."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.device.type not in _DEVICE_TYPES:
+        raise ValueError(f"{fn}: {name} must be on a cpu or cuda device, got {value.device}")
+    if ndim is not None and value.dim() != ndim:
+        shape = "[" + ", ".join(["N"] * (ndim - 1) + [str(last) if last is not None else "N"]) + "]"
+        raise ValueError(f"{fn}: {name} must be {ndim}-D {shape}, got shape {tuple(value.shape)}")
+    if last is not None and value.shape[-1] != last:
+        raise ValueError(
+            f"{fn}: {name} must have {last} values in its last dim, got shape {tuple(value.shape)}"
+        )
+    if dtypes is not None and value.dtype not in dtypes:
+        names = " or ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"{fn}: {name} must have dtype {names}, got {str(value.dtype).replace('torch.', '')}")
+    return value
+
+
+def check_float_tensor(fn: str, name: str, value: object, **kwargs: int | None) -> torch.Tensor:
+    return check_tensor(fn, name, value, dtypes=FLOAT_DTYPES, **kwargs)
+
+
+def check_same_device(fn: str, **tensors: torch.Tensor | None) -> None:
+    """Require every given tensor on one device."""
+    present = {name: t for name, t in tensors.items() if t is not None}
+    devices = {t.device for t in present.values()}
+    if len(devices) > 1:
+        listing = ", ".join(f"{name} on {t.device}" for name, t in present.items())
+        raise ValueError(f"{fn}: all tensors must be on the same device, got {listing}")
+
+
+def check_same_dtype(fn: str, **tensors: torch.Tensor | None) -> None:
+    """Require every given tensor to have one dtype."""
+    present = {name: t for name, t in tensors.items() if t is not None}
+    if len({t.dtype for t in present.values()}) > 1:
+        listing = ", ".join(f"{name} is {str(t.dtype).replace('torch.', '')}" for name, t in present.items())
+        raise TypeError(f"{fn}: tensors must have the same dtype, got {listing}")
+
+
+def pair(fn: str, name: str, value: int | Sequence[int], *, minimum: int) -> tuple[int, int]:
+    """``value`` (an int or a pair of ints, each >= minimum) as a pair."""
+    items = (value, value) if isinstance(value, int) else tuple(value)
+    if len(items) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        raise TypeError(f"{fn}: {name} must be an int or a pair of ints, got {value!r}")
+    if any(v < minimum for v in items):
+        raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value!r}")
+    return items[0], items[1]
+
+
+def check_threshold(fn: str, name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{fn}: {name} must be a float, got {type(value).__name__}")
+    return float(value)

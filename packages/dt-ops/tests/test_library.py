@@ -1,0 +1,85 @@
+"""torch.library integration of every op: opcheck, torch.compile(fullgraph=True), torch.export."""
+
+import pytest
+import torch
+from dt_ops_inputs import random_boxes, random_rois
+
+import dt_ops
+
+
+def _op_cases():
+    """(name, op overload, args) for opcheck; gradients are checked for float64 inputs that require grad."""
+    boxes = random_boxes(40, torch.float64)
+    scores = torch.rand(40, dtype=torch.float64)
+    idxs = torch.randint(0, 3, (40,))
+    x = torch.randn(2, 3, 9, 11, dtype=torch.float64, requires_grad=True)
+    rois = random_rois(5, 2, 9, 11, torch.float64)
+    return [
+        ("nms", torch.ops.dt.nms.default, (boxes, scores, 0.5)),
+        ("batched_nms", torch.ops.dt.batched_nms.default, (boxes, scores, idxs, 0.5)),
+        ("box_iou", torch.ops.dt.box_iou.default, (boxes, boxes[:7])),
+        ("roi_align", torch.ops.dt.roi_align.default, (x, rois, 0.5, 3, 2, 2, True)),
+        ("roi_align_legacy", torch.ops.dt.roi_align.default, (x, rois, 1.0, 2, 3, -1, False)),
+        ("roi_align_backward", torch.ops.dt.roi_align_backward.default,
+         (torch.randn(5, 3, 2, 2, dtype=torch.float64), rois, 1.0, 2, 3, 9, 11, 2, True)),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "op", "args"), _op_cases(), ids=[c[0] for c in _op_cases()])
+def test_opcheck(name, op, args):
+    torch.library.opcheck(op, args)
+
+
+def _detector_tail(features, rois, boxes, scores, idxs):
+    pooled = dt_ops.roi_align(features, rois, 2, 0.5, 2, True)
+    keep = dt_ops.batched_nms(boxes, scores, idxs, 0.5)
+    keep_all = dt_ops.nms(boxes, scores, 0.5)
+    return pooled.sum(dim=(1, 2, 3)), boxes[keep], keep_all, dt_ops.box_iou(boxes, boxes[:3])
+
+
+def _tail_inputs():
+    features = torch.randn(2, 4, 10, 12, requires_grad=True)
+    return features, random_rois(6, 2, 20, 24), random_boxes(30), torch.rand(30), torch.randint(0, 3, (30,))
+
+
+def test_compile_fullgraph_matches_eager():
+    inputs = _tail_inputs()
+    compiled = torch.compile(_detector_tail, fullgraph=True, backend="aot_eager")
+    for got, want in zip(compiled(*inputs), _detector_tail(*inputs), strict=True):
+        torch.testing.assert_close(got, want)
+    grad = torch.autograd.grad(compiled(*inputs)[0].sum(), inputs[0])[0]
+    torch.testing.assert_close(grad, torch.autograd.grad(_detector_tail(*inputs)[0].sum(), inputs[0])[0])
+
+
+def test_compile_inductor_nms_and_roi_align():
+    def fn(features, rois, boxes, scores):
+        return dt_ops.roi_align(features, rois, 2, aligned=True), dt_ops.nms(boxes, scores, 0.3)
+
+    args = (torch.randn(1, 2, 8, 8), random_rois(3, 1, 8, 8), random_boxes(50), torch.rand(50))
+    compiled = torch.compile(fn, fullgraph=True)
+    for got, want in zip(compiled(*args), fn(*args), strict=True):
+        torch.testing.assert_close(got, want)
+
+
+class _Tail(torch.nn.Module):
+    def forward(self, features, rois, boxes, scores, idxs):
+        return _detector_tail(features, rois, boxes, scores, idxs)
+
+
+def test_export_with_data_dependent_nms_output():
+    inputs = tuple(t.detach() for t in _tail_inputs())
+    n = torch.export.Dim("n", min=3)  # box_iou uses boxes[:3]
+    dynamic = {"features": None, "rois": None, "boxes": {0: n}, "scores": {0: n}, "idxs": {0: n}}
+    exported = torch.export.export(_Tail(), inputs, dynamic_shapes=dynamic)
+    ops = {str(node.target) for node in exported.graph.nodes if node.op == "call_function"}
+    assert {"dt.nms.default", "dt.batched_nms.default", "dt.roi_align.default", "dt.box_iou.default"} <= ops
+    other = (inputs[0], inputs[1], random_boxes(50, size=30.0), torch.rand(50), torch.randint(0, 3, (50,)))
+    for args in (inputs, other):
+        for got, want in zip(exported.module()(*args), _detector_tail(*args), strict=True):
+            torch.testing.assert_close(got, want)
+
+
+def test_torchscript_trace():
+    x, rois = torch.randn(1, 2, 8, 8), random_rois(3, 1, 8, 8)
+    traced = torch.jit.trace(lambda f, r: dt_ops.roi_align(f, r, 2, aligned=True), (x, rois))
+    torch.testing.assert_close(traced(x, rois), dt_ops.roi_align(x, rois, 2, aligned=True))
