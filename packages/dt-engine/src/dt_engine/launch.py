@@ -12,6 +12,9 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +47,19 @@ def _under_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"))
 
 
+def _watch_parent(parent_pid: int, rank: int) -> None:
+    """Exit this worker if the launching process disappears (it can no longer stop us on failure)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                sys.stderr.write(f"dt launch: rank {rank}: the launching process died; exiting\n")
+                os._exit(1)
+
+    threading.Thread(target=watch, name="dt-parent-watchdog", daemon=True).start()
+
+
 def _worker(
     local_rank: int,
     main_func: Callable[..., Any],
@@ -55,6 +71,7 @@ def _worker(
     timeout: datetime.timedelta,
 ) -> None:
     rank = machine_rank * num_per_machine + local_rank
+    _watch_parent(os.getppid(), rank)
     backend = _backend()
     if backend == "nccl":
         torch.cuda.set_device(local_rank)

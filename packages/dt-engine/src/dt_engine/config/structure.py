@@ -5,8 +5,11 @@ primitive hooks refuse silent conversions (``"3"`` is not an int, ``1.5`` is not
 ``1`` is not a bool). Every problem becomes one line with the full key path, what was
 expected, what was given, and a "did you mean" for unknown keys::
 
-    solver.max_iter: expected int, got str 'abc'
-    solver.base_lrr: unknown key (did you mean 'base_lr'?)
+    $.solver.max_iter: expected int, got str 'abc'
+    $.solver.base_lrr: unknown key (did you mean 'base_lr'?)
+
+The API (``structure(cls, data)``, ``unstructure``, ``ConfigError.problems``) is the one of
+``dt_models.config`` so the two report problems the same way.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ from __future__ import annotations
 import difflib
 import enum
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-__all__ = ["ConfigError", "converter", "register_foreign_structure", "structure", "unstructure"]
+__all__ = ["ConfigError", "converter", "structure", "unstructure"]
 
 T = TypeVar("T")
 _MISSING = object()
@@ -105,36 +108,8 @@ def _make_converter() -> cattrs.Converter:
 converter = _make_converter()
 
 
-class _ForeignError(Exception):
-    """A ``ConfigError`` raised by a foreign structure function, kept with its problem lines."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
-def register_foreign_structure(
-    cls: type, structure_fn: Callable[[Any], Any], error_type: type[Exception] = ConfigError
-) -> None:
-    """Structure ``cls`` with another package's function (e.g. ``dt_models.config.structure``).
-
-    The function's errors of ``error_type`` (one problem per line of ``str(err)``, each starting
-    with the key path inside ``cls``) are re-reported under the path where ``cls`` sits.
-    """
-
-    def hook(value: Any, _: type) -> Any:
-        try:
-            return structure_fn(value)
-        except error_type as err:
-            raise _ForeignError([line for line in str(err).splitlines() if line.strip()]) from None
-
-    converter.register_structure_hook(cls, hook)
-
-
 def _join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
+    return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
 
 
 def _lookup(data: Any, key: str | int) -> Any:
@@ -153,10 +128,6 @@ def _walk(exc: BaseException, path: str, data: Any, cls: Any, out: list[str]) ->
             hint = f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(names)})"
             out.append(f"{_join(path, extra)}: unknown key{hint}")
         return
-    if isinstance(exc, _ForeignError):
-        for line in exc.problems:
-            out.append(f"{path}.{line}" if path and not line.startswith(("[", ":")) else f"{path}{line}")
-        return
     if isinstance(exc, ClassValidationError | IterableValidationError):
         with_notes, without_notes = exc.group_exceptions()
         for sub, note in with_notes:
@@ -169,7 +140,7 @@ def _walk(exc: BaseException, path: str, data: Any, cls: Any, out: list[str]) ->
         for sub in exc.exceptions:
             _walk(sub, path, data, cls, out)
         return
-    where = path or "<root>"
+    where = path
     if data is _MISSING and isinstance(exc, KeyError):
         out.append(f"{where}: required key is missing")
     elif cls is not None and (isinstance(exc, TypeError) or not attrs.has(cls)):
@@ -182,7 +153,7 @@ def _walk(exc: BaseException, path: str, data: Any, cls: Any, out: list[str]) ->
         out.append(f"{where}: {exc}")
 
 
-def structure(data: Any, cls: type[T], path: str = "") -> T:
+def structure(cls: type[T], data: Any, *, path: str = "$") -> T:
     """Build ``cls`` from plain data; raises ``ConfigError`` listing every problem.
 
     Cross-field validators (``attrs`` validators, ``__attrs_post_init__``) raising
