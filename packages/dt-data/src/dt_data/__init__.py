@@ -21,6 +21,7 @@ from .samplers import (
     RepeatFactorTrainingSampler,
     TrainingSampler,
 )
+from .visualizer import ColorMode, Visualizer
 
 __version__ = version("dt-data")
 
@@ -38,6 +39,8 @@ __all__ = [
     "SerializedList",
     "TrainingSampler",
     "__version__",
+    "ColorMode",
+    "Visualizer",
     "build_detection_test_loader",
     "build_detection_train_loader",
     "datasets",
