@@ -1,0 +1,166 @@
+"""The ``dt`` command: ``dt train``, ``dt eval``, ``dt predict``, ``dt plot``.
+
+Every command takes ``--config`` (YAML or ``.py``) and dotted overrides (``key.path=value``).
+Bad input (a config error, an unknown dataset, a missing checkpoint or image, an unwritable
+output folder) is reported as one line per problem on stderr with exit code 2, never as a
+traceback; it is detected before anything is written, so earlier results are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config.structure import ConfigError
+from .errors import InputError, check_writable_dir
+
+__all__ = ["build_parser", "main"]
+
+OVERRIDES_HELP = """\
+overrides (key.path=value, any number, applied after --config in order):
+  solver.base_lr=0.01                       a number
+  solver.steps=(2000, 4000)                 a tuple or list: (a, b) or [a, b]
+  solver.amp.enabled=true                   a boolean
+  model.roi_heads.num_classes=3             any nested key of the config
+  data.datasets.train=[my_train]            datasets registered in DatasetCatalog
+  output_dir=runs/exp1                      a string
+"""
+
+COMMANDS = {
+    "train": (
+        "train a model",
+        "dt train --config configs/mask_rcnn_R_50_FPN.yaml --num-gpus 2 solver.max_iter=1000",
+    ),
+    "eval": (
+        "evaluate a checkpoint on the config's test datasets",
+        "dt eval --config configs/mask_rcnn_R_50_FPN.yaml --weights output/model_final.pth",
+    ),
+    "predict": (
+        "run a model on images and write visualizations and COCO-format results",
+        "dt predict --config cfg.yaml --weights model_final.pth --input 'photos/*.jpg' --output preds",
+    ),
+    "plot": (
+        "plot training curves (losses, LR, evaluation AP) from metrics.jsonl to PNG",
+        "dt plot --metrics output/metrics.jsonl --output output/plots",
+    ),
+}
+
+
+def _add_common(parser: argparse.ArgumentParser, config_required: bool) -> None:
+    parser.add_argument(
+        "--config",
+        required=config_required,
+        metavar="FILE",
+        help="experiment config, YAML or .py (e.g. --config configs/retinanet_R_50_FPN.yaml)",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.path=value",
+        help="config overrides (e.g. solver.base_lr=0.01); see the list below",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dt",
+        description="dt: train, evaluate and run detection/segmentation models.",
+        epilog="run `dt <command> --help` for a command's options and override examples",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    sub = {}
+    for name, (summary, example) in COMMANDS.items():
+        sub[name] = commands.add_parser(
+            name,
+            help=summary,
+            description=f"{summary}.\n\nexample:\n  {example}",
+            epilog=OVERRIDES_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    train = sub["train"]
+    _add_common(train, config_required=True)
+    train.add_argument("--resume", action="store_true", help="continue from output_dir's last checkpoint")
+    train.add_argument("--weights", metavar="PATH", help="initial weights (e.g. --weights R-50.pth)")
+    train.add_argument("--num-gpus", type=int, default=1, metavar="N", help="processes per machine (e.g. 8)")
+    train.add_argument("--num-machines", type=int, default=1, metavar="M", help="machines (e.g. 2)")
+    train.add_argument("--machine-rank", type=int, default=0, metavar="R", help="this machine (e.g. 1)")
+    train.add_argument(
+        "--dist-url", default="auto", metavar="URL", help="machine 0's address (e.g. tcp://10.0.0.1:29500)"
+    )
+
+    evaluate = sub["eval"]
+    _add_common(evaluate, config_required=True)
+    evaluate.add_argument("--weights", required=True, metavar="PATH", help="e.g. output/model_final.pth")
+
+    predict = sub["predict"]
+    _add_common(predict, config_required=True)
+    predict.add_argument("--weights", required=True, metavar="PATH", help="e.g. output/model_final.pth")
+    predict.add_argument(
+        "--input", required=True, nargs="+", metavar="PATH", help="images/folders/globs (e.g. 'imgs/*.png')"
+    )
+    predict.add_argument("--output", required=True, metavar="DIR", help="output folder (e.g. preds/)")
+    predict.add_argument(
+        "--confidence", type=float, default=0.5, metavar="S", help="minimum score drawn (e.g. 0.5)"
+    )
+
+    plot = sub["plot"]
+    _add_common(plot, config_required=False)
+    plot.add_argument(
+        "--metrics", metavar="FILE", help="metrics.jsonl (default: <output_dir>/metrics.jsonl of --config)"
+    )
+    plot.add_argument("--output", metavar="DIR", help="PNG folder (default: the metrics folder)")
+    return parser
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .plot import plot_metrics
+
+    if args.metrics is not None:
+        if args.overrides:
+            raise InputError("overrides apply to --config; with --metrics there is no config to override")
+        metrics = Path(args.metrics)
+    elif args.config is not None:
+        from .config.experiment import load_experiment
+
+        metrics = Path(load_experiment(args.config, args.overrides).output_dir) / "metrics.jsonl"
+    else:
+        raise InputError("give --metrics FILE or --config FILE")
+    if not metrics.is_file():
+        raise InputError(f"metrics file not found: {metrics}")
+    output = Path(args.output) if args.output is not None else metrics.parent
+    check_writable_dir(output)
+    try:
+        written = plot_metrics(metrics, output)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    for path in written:
+        print(path)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import run
+
+    commands = {"train": run.train_command, "eval": run.eval_command, "predict": run.predict_command}
+    return commands[args.command](args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dt`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _plot(args) if args.command == "plot" else _run(args)
+    except (ConfigError, InputError) as err:
+        lines = err.problems if isinstance(err, ConfigError) else [str(err)]
+        for line in lines:
+            print(f"dt {args.command}: error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dt {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
