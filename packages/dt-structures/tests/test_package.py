@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import dt_structures
-from dt_structures import RotatedBoxes, pairwise_iou_rotated
+from dt_structures import BitMasks, RotatedBoxes, pairwise_iou_rotated
 
 _IMPORT_PROBE = """
 import json, sys, time
@@ -42,3 +42,5 @@ def test_missing_dt_ops_says_how_to_install(monkeypatch):
     boxes = RotatedBoxes(torch.tensor([[5.0, 5.0, 2.0, 2.0, 0.0]]))
     with pytest.raises(ImportError, match=r'pip install "dt-structures\[ops\]"'):
         pairwise_iou_rotated(boxes, boxes)
+    with pytest.raises(ImportError, match=r'pip install "dt-structures\[ops\]"'):
+        BitMasks(torch.ones(1, 4, 4)).crop_and_resize(torch.tensor([[0.0, 0.0, 4.0, 4.0]]), 2)
