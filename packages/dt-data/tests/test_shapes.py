@@ -41,7 +41,7 @@ def test_annotations_agree_with_panoptic_and_semantic_pngs(tiny_shapes):
             rle = mask_util.merge(mask_util.frPyObjects(ann["segmentation"], 64, 64))
             poly_mask = mask_util.decode(rle).astype(bool)
             iou = (poly_mask & region).sum() / (poly_mask | region).sum()
-            assert iou > 0.9
+            assert iou > (0.9 if region.sum() >= 100 else 0.75)
             ys, xs = np.nonzero(region)
             assert ann["bbox"] == [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]
         stuff = [s for s in d["segments_info"] if not s["isthing"]]

@@ -52,7 +52,7 @@ _COLORS = [
     (70, 170, 230),
     (140, 110, 60),
 ]
-_VERSION = 1
+_VERSION = 2
 _SPLIT_CODES = {"train": 0, "val": 1}
 
 
@@ -102,23 +102,20 @@ def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
         xx * rng.uniform(1.0, 4.0) * 2 * np.pi / size + rng.uniform(0, 2 * np.pi)
     )
     sky = yy < horizon
-    sky_color = rng.uniform(60, 230, 3)
-    ground_color = rng.uniform(30, 200, 3)
-    img = np.empty((size, size, 3), np.float32)
-    gradient = (yy / size)[..., None] * rng.uniform(-60, 60)
-    img[:] = sky_color + gradient + _smooth_noise(rng, size, 6, 18.0)[..., None]
+    sky_color = rng.uniform(60, 230, 3).astype(np.float32)
+    ground_color = rng.uniform(30, 200, 3).astype(np.float32)
+    shade = (yy * np.float32(rng.uniform(-60, 60) / size)) + _smooth_noise(rng, size, 6, 18.0)
+    img = sky_color + shade[..., None]  # [S, S, 3] float32
     theta = rng.uniform(0, np.pi)
-    period = rng.uniform(6, 20)
+    period = np.float32(rng.uniform(6, 20))
     if rng.random() < 0.5:
-        pattern = np.sin((xx * np.cos(theta) + yy * np.sin(theta)) * 2 * np.pi / period)
+        phase = xx * np.float32(np.cos(theta) * 2 * np.pi) + yy * np.float32(np.sin(theta) * 2 * np.pi)
+        pattern = np.sin(phase / period)
     else:
         pattern = ((xx // period + yy // period) % 2) * 2 - 1
-    ground = (
-        ground_color
-        + (pattern * rng.uniform(10, 35))[..., None]
-        + _smooth_noise(rng, size, 8, 12.0)[..., None]
-    )
-    img[~sky] = ground[~sky]
+    ground_shade = pattern * np.float32(rng.uniform(10, 35)) + _smooth_noise(rng, size, 8, 12.0)
+    ground = ~sky
+    img[ground] = ground_color + ground_shade[ground][:, None]
     labels = np.where(sky, 5, 6).astype(np.uint8)
     return img, labels
 
@@ -177,13 +174,14 @@ def _generate_image(
             center = _pick_center(rng, size, radius, centers)
         else:
             continue
-        color = rng.uniform(0, 255, 3)
-        texture = color + _smooth_noise(rng, size, 4, 15.0)[..., None] + rng.normal(0, 4, (size, size, 1))
-        img[full] = texture[full]
+        color = rng.uniform(0, 255, 3).astype(np.float32)
+        shade = _smooth_noise(rng, size, 4, 15.0)[full] + 4 * rng.standard_normal(int(full.sum()), np.float32)
+        img[full] = color + shade[:, None]
         inst = trial
         kept.append((kind, int(full.sum())))
         centers.append(center)
-    img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+    img += 3 * rng.standard_normal(img.shape, np.float32)
+    img = np.clip(img, 0, 255).astype(np.uint8)
     return img, inst, [k for k, _ in kept], stuff
 
 
