@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config.structure import ConfigError
+from dt_models.config import ConfigError
+
 from .errors import InputError, check_writable_dir
 
 __all__ = ["build_parser", "main"]

@@ -9,7 +9,8 @@
   LazyConfig.
 * Overrides ``a.b.c=value`` parse ``value`` as YAML (``3``, ``0.1``, ``true``, ``[1, 2]``,
   ``{k: v}``) or a tuple ``(1, 2)``; ``a.b.c=`` with nothing sets an empty string.
-* Every file is upgraded from its ``version`` to the current one before merging.
+* Every file is upgraded from its ``version`` to the current one before merging; the files are
+  merged on top of the config class's defaults, so overrides can reach every key.
 * Everything is checked at load time; problems are reported together in one ``ConfigError``.
   YAML is parsed by PyYAML's ``SafeLoader`` (what ``yaml.safe_load`` uses), extended only to read
   ``1e-4`` as a float as YAML 1.2 does (YAML 1.1 reads it as a string).
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from .structure import ConfigError, structure, unstructure
+from dt_models.config import ConfigError, structure, unstructure
 
 __all__ = [
     "apply_overrides",
@@ -143,6 +144,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """``data`` with each ``key.path=value`` applied in order (unknown keys are caught when structuring)."""
+    out, problems = _apply_overrides(data, overrides)
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def _apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
     out = copy.deepcopy(dict(data))
     problems = []
     for text in overrides:
@@ -163,9 +171,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             node = child
         else:
             node[keys[-1]] = value
-    if problems:
-        raise ConfigError(problems)
-    return out
+    return out, problems
 
 
 def _load_python(path: Path, cls: type[T]) -> T:
@@ -195,14 +201,21 @@ def load_config(
     *,
     upgrade: Callable[[dict[str, Any], str], dict[str, Any]] | None = None,
 ) -> T:
-    """Load ``cls`` from a YAML or ``.py`` file (or its defaults when ``path`` is None), then overrides."""
-    if path is None:
-        data: dict[str, Any] = {}
-    elif Path(path).suffix == ".py":
+    """Load ``cls`` (which must be constructible with defaults) from a YAML or ``.py`` file, or its
+    defaults when ``path`` is None, then apply the overrides."""
+    data = unstructure(cls())
+    if path is not None and Path(path).suffix == ".py":
         data = unstructure(_load_python(Path(path), cls))
-    else:
-        data = load_yaml_tree(path, upgrade=upgrade)
-    return structure(cls, apply_overrides(data, overrides))
+    elif path is not None:
+        data = merge_trees(data, load_yaml_tree(path, upgrade=upgrade))
+    data, problems = _apply_overrides(data, overrides)
+    try:
+        config = structure(cls, data)
+    except ConfigError as err:
+        raise ConfigError(problems + err.problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def dump_yaml(config: Any) -> str:

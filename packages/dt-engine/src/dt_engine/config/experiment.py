@@ -1,0 +1,89 @@
+"""``ExperimentConfig``: everything a training or evaluation run needs, in one typed, versioned object.
+
+It composes the packages' own configs (``dt_models``' ``ModelConfig``, ``dt_data``'s
+``DataConfig``) with the engine's ``SolverConfig`` and ``TestConfig``::
+
+    version: 1
+    model: {name: GeneralizedRCNN, ...}     # dt_models.config
+    data: {datasets: ..., input: ..., loader: ...}   # dt_data.config
+    solver: {base_lr: 0.02, max_iter: 90000, ...}
+    test: {eval_period: 0, ...}
+    output_dir: ./output
+    seed: -1
+
+Older files keep loading: ``upgrade_data`` applies the registered ``UPGRADES`` (one function
+per version step, as detectron2's ``upgrade_config``) before structuring.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+from attrs import validators as v
+
+from dt_data.config import DataConfig
+from dt_models.config import ConfigError, ModelConfig, structure
+
+from .loading import dump_yaml, load_config
+from .solver import SolverConfig, TestConfig
+
+__all__ = [
+    "CURRENT_VERSION",
+    "UPGRADES",
+    "ExperimentConfig",
+    "dump_config",
+    "load_experiment",
+    "upgrade_data",
+]
+
+CURRENT_VERSION = 1
+
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+"""``UPGRADES[k]`` turns the plain data of a version-``k`` config into version ``k + 1``."""
+
+
+@attrs.define(frozen=True, kw_only=True)
+class ExperimentConfig:
+    """A complete experiment. ``seed < 0`` draws a fresh seed per run (recorded in the saved config)."""
+
+    version: int = attrs.field(default=CURRENT_VERSION, validator=v.in_((CURRENT_VERSION,)))
+    model: ModelConfig = attrs.Factory(lambda: _default_model())
+    data: DataConfig = attrs.Factory(DataConfig)
+    solver: SolverConfig = attrs.Factory(SolverConfig)
+    test: TestConfig = attrs.Factory(TestConfig)
+    output_dir: str = "./output"
+    seed: int = -1
+
+
+def _default_model() -> ModelConfig:
+    return structure(ModelConfig, {})
+
+
+def upgrade_data(data: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Bring plain config data from its ``version`` (default: current) to ``CURRENT_VERSION``."""
+    version = data.get("version", CURRENT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ConfigError([f"{source}: $.version: expected int, got {type(version).__name__} {version!r}"])
+    if version > CURRENT_VERSION:
+        raise ConfigError(
+            [f"{source}: $.version: {version} is newer than supported ({CURRENT_VERSION}); upgrade dt-engine"]
+        )
+    if version < 1:
+        raise ConfigError([f"{source}: $.version: expected >= 1, got {version}"])
+    for step in range(version, CURRENT_VERSION):
+        data = UPGRADES[step](data)
+        data["version"] = step + 1
+    return data
+
+
+def load_experiment(path: str | os.PathLike[str] | None, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Load an ``ExperimentConfig`` from YAML (``_base_``, versions) or a ``.py`` file, plus overrides."""
+    return load_config(path, ExperimentConfig, overrides, upgrade=upgrade_data)
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    """The complete resolved config as YAML (what is saved with every run)."""
+    return dump_yaml(config)
