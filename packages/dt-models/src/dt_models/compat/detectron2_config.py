@@ -1,0 +1,293 @@
+"""Translate a detectron2 YAML config (``cfg.dump()`` or a zoo file with ``_BASE_``) into a ``ModelConfig``.
+
+Every ``MODEL.*`` key that dt supports is translated; a key dt cannot honour (another
+architecture, an unsupported option set to a non-default value, an unknown key) is reported in a
+``ConfigError`` listing all of them, never silently dropped. Sections read only by architectures
+the config does not use (``MODEL.RETINANET`` in a Mask R-CNN config, ...) are ignored, exactly as
+detectron2 ignores them; so are ``MODEL.DEVICE`` and ``MODEL.WEIGHTS``, which are run settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dt_models.compat.detectron2_defaults import D2_DEFAULTS
+from dt_models.config.core import ConfigError, structure
+from dt_models.config.model import ModelConfig
+
+__all__ = ["detectron2_model_config", "load_detectron2_yaml"]
+
+_BACKBONES = {
+    "build_resnet_fpn_backbone": ("ResNetFPN", "max_pool"),
+    "build_retinanet_resnet_fpn_backbone": ("ResNetFPN", "p6p7"),
+    "build_resnet_backbone": ("ResNet", None),
+}
+_ARCHS = ("GeneralizedRCNN", "ProposalNetwork")
+# (key, the only value dt supports)
+_FIXED = {
+    "MODEL.LOAD_PROPOSALS": False,
+    "MODEL.KEYPOINT_ON": False,
+    "MODEL.PROPOSAL_GENERATOR.NAME": "RPN",
+    "MODEL.ANCHOR_GENERATOR.NAME": "DefaultAnchorGenerator",
+    "MODEL.RPN.HEAD_NAME": "StandardRPNHead",
+}
+_FIXED_ROI = {
+    "MODEL.ROI_HEADS.NAME": "StandardROIHeads",
+    "MODEL.ROI_BOX_HEAD.NAME": "FastRCNNConvFCHead",
+    "MODEL.ROI_BOX_HEAD.TRAIN_ON_PRED_BOXES": False,
+    "MODEL.ROI_BOX_HEAD.USE_FED_LOSS": False,
+    "MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE": False,
+}
+# keys with no effect on the model dt builds (run settings, or options of disabled features)
+_IGNORED = {
+    "MODEL.DEVICE",
+    "MODEL.WEIGHTS",
+    "MODEL.ANCHOR_GENERATOR.ANGLES",  # rotated anchors only
+    "MODEL.ROI_BOX_HEAD.FED_LOSS_FREQ_WEIGHT_POWER",  # federated loss only (must be off)
+    "MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES",
+}
+# sections read only by architectures / heads other than the ones translated here
+_OTHER_SECTIONS = {
+    "RETINANET",
+    "SEM_SEG_HEAD",
+    "PANOPTIC_FPN",
+    "ROI_BOX_CASCADE_HEAD",
+    "ROI_KEYPOINT_HEAD",
+    "FCOS",
+}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_detectron2_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict:
+    """A detectron2 YAML file as a dict, with ``_BASE_`` files merged in (paths relative to the file)."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ValueError(f"_BASE_ cycle: {' -> '.join(str(p) for p in (*_seen, path))}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    base = data.pop("_BASE_", None)
+    if base is not None:
+        base_path = Path(os.path.expanduser(base))
+        if not base_path.is_absolute():
+            base_path = path.parent / base_path
+        data = _merge(load_detectron2_yaml(base_path, (*_seen, path)), data)
+    return data
+
+
+def _flatten(data: dict, prefix: str) -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+class _Reader:
+    """Reads merged values (user over detectron2 defaults) and remembers which keys were used."""
+
+    def __init__(self, user: dict) -> None:
+        self.user = _flatten(user, "")
+        self.values = _flatten(_merge(D2_DEFAULTS, user), "")
+        self.used: set[str] = set()
+        self.problems: list[str] = []
+
+    def __call__(self, key: str) -> Any:
+        self.used.add(key)
+        return self.values[f".{key}"]
+
+    def require(self, key: str, expected: Any) -> None:
+        value = self(key)
+        if value != expected:
+            self.problems.append(f"{key} = {value!r} is not supported (dt supports only {expected!r})")
+
+
+def _tuple2(values: Any) -> list[list[float]]:
+    return [list(v) for v in values]
+
+
+def _translate(r: _Reader) -> dict:
+    for key, expected in _FIXED.items():
+        r.require(key, expected)
+    arch = r("MODEL.META_ARCHITECTURE")
+    if arch not in _ARCHS:
+        r.problems.append(f"MODEL.META_ARCHITECTURE = {arch!r} is not supported (dt supports {list(_ARCHS)})")
+    backbone_name = r("MODEL.BACKBONE.NAME")
+    if backbone_name not in _BACKBONES:
+        r.problems.append(
+            f"MODEL.BACKBONE.NAME = {backbone_name!r} is not supported (dt supports {list(_BACKBONES)})"
+        )
+    resnet = {
+        "depth": r("MODEL.RESNETS.DEPTH"),
+        "num_groups": r("MODEL.RESNETS.NUM_GROUPS"),
+        "width_per_group": r("MODEL.RESNETS.WIDTH_PER_GROUP"),
+        "stem_out_channels": r("MODEL.RESNETS.STEM_OUT_CHANNELS"),
+        "res2_out_channels": r("MODEL.RESNETS.RES2_OUT_CHANNELS"),
+        "stride_in_1x1": r("MODEL.RESNETS.STRIDE_IN_1X1"),
+        "res5_dilation": r("MODEL.RESNETS.RES5_DILATION"),
+        "norm": r("MODEL.RESNETS.NORM"),
+        "freeze_at": r("MODEL.BACKBONE.FREEZE_AT"),
+        "out_features": list(r("MODEL.RESNETS.OUT_FEATURES")),
+        "deform_on_per_stage": list(r("MODEL.RESNETS.DEFORM_ON_PER_STAGE")),
+        "deform_modulated": r("MODEL.RESNETS.DEFORM_MODULATED"),
+        "deform_num_groups": r("MODEL.RESNETS.DEFORM_NUM_GROUPS"),
+    }
+    kind, top_block = _BACKBONES.get(backbone_name, ("ResNet", None))
+    if kind == "ResNetFPN":
+        backbone = {
+            "name": "ResNetFPN",
+            "resnet": resnet,
+            "in_features": list(r("MODEL.FPN.IN_FEATURES")),
+            "out_channels": r("MODEL.FPN.OUT_CHANNELS"),
+            "norm": r("MODEL.FPN.NORM"),
+            "fuse_type": r("MODEL.FPN.FUSE_TYPE"),
+            "top_block": top_block,
+        }
+        if top_block == "p6p7":
+            backbone["top_block_in_feature"] = "res5"
+    else:
+        backbone = {"name": "ResNet", **resnet}
+    rpn = {
+        "name": "RPN",
+        "in_features": list(r("MODEL.RPN.IN_FEATURES")),
+        "head_conv_dims": list(r("MODEL.RPN.CONV_DIMS")),
+        "anchor_generator": {
+            "sizes": _tuple2(r("MODEL.ANCHOR_GENERATOR.SIZES")),
+            "aspect_ratios": _tuple2(r("MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS")),
+            "offset": r("MODEL.ANCHOR_GENERATOR.OFFSET"),
+        },
+        "iou_thresholds": list(r("MODEL.RPN.IOU_THRESHOLDS")),
+        "iou_labels": list(r("MODEL.RPN.IOU_LABELS")),
+        "batch_size_per_image": r("MODEL.RPN.BATCH_SIZE_PER_IMAGE"),
+        "positive_fraction": r("MODEL.RPN.POSITIVE_FRACTION"),
+        "bbox_reg_weights": list(r("MODEL.RPN.BBOX_REG_WEIGHTS")),
+        "bbox_reg_loss_type": r("MODEL.RPN.BBOX_REG_LOSS_TYPE"),
+        "smooth_l1_beta": r("MODEL.RPN.SMOOTH_L1_BETA"),
+        "loss_weight": r("MODEL.RPN.LOSS_WEIGHT"),
+        "bbox_reg_loss_weight": r("MODEL.RPN.BBOX_REG_LOSS_WEIGHT"),
+        "pre_nms_topk_train": r("MODEL.RPN.PRE_NMS_TOPK_TRAIN"),
+        "pre_nms_topk_test": r("MODEL.RPN.PRE_NMS_TOPK_TEST"),
+        "post_nms_topk_train": r("MODEL.RPN.POST_NMS_TOPK_TRAIN"),
+        "post_nms_topk_test": r("MODEL.RPN.POST_NMS_TOPK_TEST"),
+        "nms_thresh": r("MODEL.RPN.NMS_THRESH"),
+        "min_box_size": r("MODEL.PROPOSAL_GENERATOR.MIN_SIZE"),
+        "boundary_thresh": r("MODEL.RPN.BOUNDARY_THRESH"),
+    }
+    model = {
+        "name": arch,
+        "backbone": backbone,
+        "proposal_generator": rpn,
+        "pixel_mean": list(r("MODEL.PIXEL_MEAN")),
+        "pixel_std": list(r("MODEL.PIXEL_STD")),
+        "input_format": r("INPUT.FORMAT"),
+    }
+    if arch == "GeneralizedRCNN":
+        model["roi_heads"] = _translate_roi_heads(r)
+    return model
+
+
+def _pooler(r: _Reader, section: str) -> dict:
+    return {
+        "type": r(f"MODEL.{section}.POOLER_TYPE"),
+        "resolution": r(f"MODEL.{section}.POOLER_RESOLUTION"),
+        "sampling_ratio": r(f"MODEL.{section}.POOLER_SAMPLING_RATIO"),
+    }
+
+
+def _translate_roi_heads(r: _Reader) -> dict:
+    for key, expected in _FIXED_ROI.items():
+        r.require(key, expected)
+    heads = {
+        "name": "StandardROIHeads",
+        "num_classes": r("MODEL.ROI_HEADS.NUM_CLASSES"),
+        "in_features": list(r("MODEL.ROI_HEADS.IN_FEATURES")),
+        "iou_thresholds": list(r("MODEL.ROI_HEADS.IOU_THRESHOLDS")),
+        "iou_labels": list(r("MODEL.ROI_HEADS.IOU_LABELS")),
+        "batch_size_per_image": r("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE"),
+        "positive_fraction": r("MODEL.ROI_HEADS.POSITIVE_FRACTION"),
+        "proposal_append_gt": r("MODEL.ROI_HEADS.PROPOSAL_APPEND_GT"),
+        "score_thresh_test": r("MODEL.ROI_HEADS.SCORE_THRESH_TEST"),
+        "nms_thresh_test": r("MODEL.ROI_HEADS.NMS_THRESH_TEST"),
+        "detections_per_image": r("TEST.DETECTIONS_PER_IMAGE"),
+        "box_pooler": _pooler(r, "ROI_BOX_HEAD"),
+        "box_head": {
+            "name": "FastRCNNConvFCHead",
+            "num_conv": r("MODEL.ROI_BOX_HEAD.NUM_CONV"),
+            "conv_dim": r("MODEL.ROI_BOX_HEAD.CONV_DIM"),
+            "num_fc": r("MODEL.ROI_BOX_HEAD.NUM_FC"),
+            "fc_dim": r("MODEL.ROI_BOX_HEAD.FC_DIM"),
+            "norm": r("MODEL.ROI_BOX_HEAD.NORM"),
+        },
+        "box_predictor": {
+            "bbox_reg_weights": list(r("MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS")),
+            "cls_agnostic_bbox_reg": r("MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG"),
+            "bbox_reg_loss_type": r("MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE"),
+            "smooth_l1_beta": r("MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA"),
+            "bbox_reg_loss_weight": r("MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT"),
+        },
+        "mask_head": None,
+    }
+    if r("MODEL.MASK_ON"):
+        r.require("MODEL.ROI_MASK_HEAD.NAME", "MaskRCNNConvUpsampleHead")
+        heads["mask_pooler"] = _pooler(r, "ROI_MASK_HEAD")
+        heads["mask_head"] = {
+            "name": "MaskRCNNConvUpsampleHead",
+            "num_conv": r("MODEL.ROI_MASK_HEAD.NUM_CONV"),
+            "conv_dim": r("MODEL.ROI_MASK_HEAD.CONV_DIM"),
+            "norm": r("MODEL.ROI_MASK_HEAD.NORM"),
+            "cls_agnostic_mask": r("MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK"),
+        }
+    return heads
+
+
+def _unused_sections(model: dict) -> set[str]:
+    unused = set(_OTHER_SECTIONS)
+    if model["name"] != "GeneralizedRCNN":
+        unused |= {"ROI_HEADS", "ROI_BOX_HEAD", "ROI_MASK_HEAD", "MASK_ON"}
+    elif model["roi_heads"]["mask_head"] is None:
+        unused.add("ROI_MASK_HEAD")
+    if model["backbone"]["name"] != "ResNetFPN":
+        unused.add("FPN")
+    return unused
+
+
+def detectron2_model_config(path: str | os.PathLike) -> ModelConfig:
+    """The ``ModelConfig`` equivalent to the detectron2 config file at ``path``.
+
+    Raises:
+        ConfigError: listing every ``MODEL.*`` key dt cannot honour and every invalid value.
+    """
+    user = load_detectron2_yaml(path)
+    reader = _Reader(user)
+    model = _translate(reader)
+    unused = _unused_sections(model)
+    for key, value in reader.user.items():
+        key = key[1:]
+        if not key.startswith("MODEL.") or key in reader.used or key in _IGNORED:
+            continue
+        if key.split(".")[1] in unused:
+            continue
+        reader.problems.append(f"{key} = {value!r} is not supported by dt (unknown or unused key)")
+    if reader.problems:
+        raise ConfigError(reader.problems, what=f"detectron2 config {path}")
+    try:
+        return structure(ModelConfig, model, what=f"detectron2 config {path} (translated)")
+    except ConfigError as e:
+        raise ConfigError(e.problems, what=f"detectron2 config {path} (as translated to dt)") from None

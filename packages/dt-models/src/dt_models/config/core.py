@@ -1,0 +1,191 @@
+"""The project's ``cattrs`` converter, ``structure``/``unstructure`` and readable ``ConfigError``s.
+
+Configs are frozen ``attrs`` classes. Pluggable parts (backbone, proposal generator, heads, the
+meta-architecture) are fields typed with a *tagged-union base*: the data's ``name`` key picks the
+registered config class. Every problem is reported at once, one line each, with its key path::
+
+    $.roi_heads.num_classes: expected int, got str 'ten'
+    $.backbone.fpn.out_chanels: unknown key (did you mean 'out_channels'?)
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+import cattrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    ForbiddenExtraKeysError,
+    IterableValidationNote,
+)
+
+__all__ = [
+    "ConfigError",
+    "ConfigProblem",
+    "Tagged",
+    "converter",
+    "did_you_mean",
+    "register_tagged_union",
+    "structure",
+    "unstructure",
+]
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; ``problems`` holds one ``"$.path: message"`` line per problem."""
+
+    def __init__(self, problems: list[str], what: str = "config") -> None:
+        self.problems = list(problems)
+        super().__init__(
+            f"invalid {what} ({len(problems)} problem{'s' * (len(problems) != 1)}):\n  "
+            + "\n  ".join(problems)
+        )
+
+
+class ConfigProblem(ValueError):
+    """A structuring problem; ``key`` (if any) is appended to the path of the failing value."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
+class Tagged:
+    """Mixin of tagged-union config classes: the class attribute ``name`` is the registry key."""
+
+    name: ClassVar[str]
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``choices``, or ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _strict(kind: type, accept: tuple[type, ...]) -> Callable[[Any, type], Any]:
+    def hook(value: Any, _: type) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise ConfigProblem(f"expected {kind.__name__}, got {_describe(value)}")
+        if not isinstance(value, accept):
+            raise ConfigProblem(f"expected {kind.__name__}, got {_describe(value)}")
+        return kind(value)
+
+    return hook
+
+
+converter = cattrs.Converter(forbid_extra_keys=True)
+"""The converter owned by dt (never cattrs' global one): strict scalars, tagged unions."""
+
+converter.register_structure_hook(int, _strict(int, (int,)))
+converter.register_structure_hook(float, _strict(float, (int, float)))
+converter.register_structure_hook(bool, _strict(bool, (bool,)))
+converter.register_structure_hook(str, _strict(str, (str,)))
+
+
+def register_tagged_union(base: type, lookup: Callable[[str], type], default: str | None = None) -> None:
+    """Make fields typed ``base`` structure into the config class that ``lookup(name)`` returns.
+
+    Args:
+        base: the union's base class (subclasses are the members).
+        lookup: maps a ``name`` to a subclass of ``base``; raises ``ValueError`` for unknown names.
+        default: the name used when the data has no ``name`` key (``None``: the key is required).
+    """
+
+    if base in _UNION_BASES:
+        raise ValueError(f"{base.__name__} is already a tagged union (one registry per config base)")
+
+    def structure_hook(data: Any, _: type) -> Any:
+        if isinstance(data, base):
+            return data
+        if not isinstance(data, Mapping):
+            raise ConfigProblem(f"expected a mapping with a 'name' key, got {_describe(data)}")
+        name = data.get("name", default)
+        if name is None:
+            raise ConfigProblem("missing required key", key="name")
+        if not isinstance(name, str):
+            raise ConfigProblem(f"expected str, got {_describe(name)}", key="name")
+        try:
+            cls = lookup(name)
+        except ValueError as e:
+            raise ConfigProblem(str(e), key="name") from None
+        return converter.structure({k: v for k, v in data.items() if k != "name"}, cls)
+
+    def unstructure_hook(obj: Any) -> dict[str, Any]:
+        return {"name": type(obj).name, **converter.unstructure(obj, unstructure_as=type(obj))}
+
+    converter.register_structure_hook_func(lambda t: t is base, structure_hook)
+    converter.register_unstructure_hook_func(lambda t: t is base, unstructure_hook)
+    _UNION_BASES.append(base)
+
+
+_UNION_BASES: list[type] = []
+
+
+def _collect(exc: BaseException, path: str, lines: list[str]) -> None:
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            sub_path = path
+            for note in getattr(sub, "__notes__", []):
+                if isinstance(note, AttributeValidationNote):
+                    sub_path = f"{path}.{note.name}"
+                elif isinstance(note, IterableValidationNote):
+                    sub_path = f"{path}[{note.index!r}]"
+            _collect(sub, sub_path, lines)
+    elif isinstance(exc, ForbiddenExtraKeysError):
+        names = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        for key in sorted(exc.extra_fields):
+            lines.append(f"{path}.{key}: unknown key{did_you_mean(key, names)}; allowed: {', '.join(names)}")
+    elif isinstance(exc, ConfigProblem):
+        lines.append(f"{path}.{exc.key}: {exc.message}" if exc.key else f"{path}: {exc.message}")
+    elif isinstance(exc, KeyError):
+        lines.append(f"{path}: missing required key")
+    else:
+        lines.append(f"{path}: {exc}")
+
+
+def _problems(exc: BaseException) -> list[str]:
+    lines: list[str] = []
+    _collect(exc, "$", lines)
+    return lines
+
+
+def structure(cls: type[T], data: Any, *, what: str = "config") -> T:
+    """Build a ``cls`` config from plain data (mappings, lists, scalars), validating all of it.
+
+    Raises:
+        ConfigError: listing every problem found, one ``"$.key.path: message"`` line each.
+    """
+    try:
+        return converter.structure(data, cls)
+    except (cattrs.BaseValidationError, ConfigProblem, ValueError, TypeError, KeyError) as e:
+        raise ConfigError(_problems(e), what) from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def unstructure(config: Any) -> Any:
+    """Plain data (dicts, lists, scalars) for ``config``, with ``name`` keys; YAML-safe and round-trips."""
+    as_type = next((b for b in _UNION_BASES if isinstance(config, b)), type(config))
+    return _plain(converter.unstructure(config, unstructure_as=as_type))

@@ -1,0 +1,195 @@
+"""``FastRCNNOutputLayers``: class scores and per-class box deltas, their losses, and inference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dt_models.box_regression import Box2BoxTransform, dense_box_regression_loss
+from dt_models.layers import ShapeSpec, cat, nonzero_tuple
+from dt_models.proposal_generator.proposal_utils import clip_boxes
+from dt_ops import batched_nms
+from dt_structures import Boxes, Instances
+
+__all__ = ["FastRCNNOutputLayers", "fast_rcnn_inference", "fast_rcnn_inference_single_image"]
+
+
+def fast_rcnn_inference(
+    boxes: Sequence[torch.Tensor],
+    scores: Sequence[torch.Tensor],
+    image_shapes: Sequence[tuple[int, int]],
+    score_thresh: float,
+    nms_thresh: float,
+    topk_per_image: int,
+) -> tuple[list[Instances], list[torch.Tensor]]:
+    """Per image: threshold scores, per-class NMS, keep the ``topk_per_image`` best (``< 0``: all).
+
+    Args:
+        boxes: per image, ``Tensor[Ri, K*4]`` (class-specific) or ``Tensor[Ri, 4]``, XYXY_ABS.
+        scores: per image, ``Tensor[Ri, K+1]`` probabilities, background last.
+        image_shapes: ``(h, w)`` per image, boxes are clipped to it.
+
+    Returns:
+        per image, ``Instances`` with ``pred_boxes``, ``scores``, ``pred_classes``; and per image the
+        index of the proposal each detection came from.
+    """
+    results = [
+        fast_rcnn_inference_single_image(b, s, shape, score_thresh, nms_thresh, topk_per_image)
+        for b, s, shape in zip(boxes, scores, image_shapes, strict=True)
+    ]
+    return [r[0] for r in results], [r[1] for r in results]
+
+
+def fast_rcnn_inference_single_image(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    image_shape: tuple[int, int],
+    score_thresh: float,
+    nms_thresh: float,
+    topk_per_image: int,
+) -> tuple[Instances, torch.Tensor]:
+    """:func:`fast_rcnn_inference` for one image."""
+    valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
+    if not valid.all():
+        boxes, scores = boxes[valid], scores[valid]
+    scores = scores[:, :-1]  # drop background
+    num_reg_classes = boxes.shape[1] // 4
+    boxes = clip_boxes(boxes.reshape(-1, 4), image_shape).view(-1, num_reg_classes, 4)  # [R, K, 4]
+    filter_mask = scores > score_thresh  # [R, K]
+    filter_inds = filter_mask.nonzero()  # [M, 2]: (proposal, class)
+    if num_reg_classes == 1:
+        boxes = boxes[filter_inds[:, 0], 0]
+    else:
+        boxes = boxes[filter_mask]
+    scores = scores[filter_mask]
+    keep = batched_nms(boxes, scores, filter_inds[:, 1], nms_thresh)
+    if topk_per_image >= 0:
+        keep = keep[:topk_per_image]
+    boxes, scores, filter_inds = boxes[keep], scores[keep], filter_inds[keep]
+    result = Instances(tuple(image_shape))
+    result.pred_boxes = Boxes(boxes)
+    result.scores = scores
+    result.pred_classes = filter_inds[:, 1]
+    return result, filter_inds[:, 0]
+
+
+class FastRCNNOutputLayers(nn.Module):
+    """Two linear layers on box features: ``K + 1`` class scores and ``K * 4`` (or 4) box deltas.
+
+    Args:
+        input_shape: shape of the box features (flattened if spatial).
+        box2box_transform: box delta coding (weights ``(10, 10, 5, 5)`` in the standard model).
+        num_classes: foreground classes ``K``; the background is the last score.
+        test_score_thresh, test_nms_thresh, test_topk_per_image: inference settings.
+        cls_agnostic_bbox_reg: predict one box per proposal instead of one per class.
+        smooth_l1_beta, box_reg_loss_type: box loss settings.
+        loss_weight: one weight, or ``{"loss_cls": w, "loss_box_reg": w}``.
+    """
+
+    def __init__(
+        self,
+        *,
+        input_shape: ShapeSpec,
+        box2box_transform: Box2BoxTransform,
+        num_classes: int,
+        test_score_thresh: float = 0.0,
+        test_nms_thresh: float = 0.5,
+        test_topk_per_image: int = 100,
+        cls_agnostic_bbox_reg: bool = False,
+        smooth_l1_beta: float = 0.0,
+        box_reg_loss_type: str = "smooth_l1",
+        loss_weight: float | dict[str, float] = 1.0,
+    ) -> None:
+        super().__init__()
+        if num_classes <= 0:
+            raise ValueError(f"num_classes must be > 0, got {num_classes}")
+        input_size = (input_shape.channels or 1) * (input_shape.width or 1) * (input_shape.height or 1)
+        self.num_classes = num_classes
+        self.cls_score = nn.Linear(input_size, num_classes + 1)
+        num_reg_classes = 1 if cls_agnostic_bbox_reg else num_classes
+        self.bbox_pred = nn.Linear(input_size, num_reg_classes * 4)
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        for layer in (self.cls_score, self.bbox_pred):
+            nn.init.constant_(layer.bias, 0)
+        self.box2box_transform = box2box_transform
+        self.smooth_l1_beta = smooth_l1_beta
+        self.test_score_thresh = test_score_thresh
+        self.test_nms_thresh = test_nms_thresh
+        self.test_topk_per_image = test_topk_per_image
+        self.box_reg_loss_type = box_reg_loss_type
+        if isinstance(loss_weight, (int, float)):
+            loss_weight = {"loss_cls": float(loss_weight), "loss_box_reg": float(loss_weight)}
+        self.loss_weight = dict(loss_weight)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``Tensor[R, ...]`` features to scores ``Tensor[R, K+1]`` and deltas ``Tensor[R, K*4]``."""
+        if x.dim() > 2:
+            x = torch.flatten(x, start_dim=1)
+        return self.cls_score(x), self.bbox_pred(x)
+
+    def losses(
+        self, predictions: tuple[torch.Tensor, torch.Tensor], proposals: Sequence[Instances]
+    ) -> dict[str, torch.Tensor]:
+        """Cross-entropy over classes and box regression on foreground proposals.
+
+        ``proposals`` carry ``proposal_boxes``, ``gt_classes`` and (when there is ground truth)
+        ``gt_boxes``, as produced by ``ROIHeads.label_and_sample_proposals``.
+        """
+        scores, deltas = predictions
+        if proposals:
+            gt_classes = cat([p.gt_classes for p in proposals], dim=0)
+            proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
+            gt_boxes = cat(
+                [(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals], dim=0
+            )
+        else:
+            gt_classes = torch.empty(0, dtype=torch.int64, device=scores.device)
+            proposal_boxes = gt_boxes = torch.empty((0, 4), device=scores.device)
+        if gt_classes.numel() == 0:
+            loss_cls = scores.sum() * 0.0
+        else:
+            loss_cls = F.cross_entropy(scores, gt_classes, reduction="mean")
+        fg_inds = nonzero_tuple((gt_classes >= 0) & (gt_classes < self.num_classes))[0]
+        if deltas.shape[1] == 4:  # class-agnostic
+            fg_deltas = deltas[fg_inds]
+        else:
+            fg_deltas = deltas.view(-1, self.num_classes, 4)[fg_inds, gt_classes[fg_inds]]
+        loss_box_reg = dense_box_regression_loss(
+            [proposal_boxes[fg_inds]], self.box2box_transform, [fg_deltas.unsqueeze(0)],
+            [gt_boxes[fg_inds]], ..., self.box_reg_loss_type, self.smooth_l1_beta,
+        )  # fmt: skip
+        loss_box_reg = loss_box_reg / max(gt_classes.numel(), 1.0)
+        losses = {"loss_cls": loss_cls, "loss_box_reg": loss_box_reg}
+        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
+
+    def predict_boxes(
+        self, predictions: tuple[torch.Tensor, torch.Tensor], proposals: Sequence[Instances]
+    ) -> list[torch.Tensor]:
+        """Per image, decoded class-specific boxes ``Tensor[Ri, K*4]`` (or ``[Ri, 4]``)."""
+        if not proposals:
+            return []
+        _, deltas = predictions
+        proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
+        boxes = self.box2box_transform.apply_deltas(deltas, proposal_boxes)
+        return list(boxes.split([len(p) for p in proposals]))
+
+    def predict_probs(
+        self, predictions: tuple[torch.Tensor, torch.Tensor], proposals: Sequence[Instances]
+    ) -> list[torch.Tensor]:
+        """Per image, class probabilities ``Tensor[Ri, K+1]``."""
+        scores, _ = predictions
+        return list(F.softmax(scores, dim=-1).split([len(p) for p in proposals]))
+
+    def inference(
+        self, predictions: tuple[torch.Tensor, torch.Tensor], proposals: Sequence[Instances]
+    ) -> tuple[list[Instances], list[torch.Tensor]]:
+        """Detections per image (see :func:`fast_rcnn_inference`)."""
+        return fast_rcnn_inference(
+            self.predict_boxes(predictions, proposals), self.predict_probs(predictions, proposals),
+            [p.image_size for p in proposals], self.test_score_thresh, self.test_nms_thresh,
+            self.test_topk_per_image,
+        )  # fmt: skip

@@ -1,0 +1,127 @@
+"""``MaskRCNNConvUpsampleHead``: per-class 2x-upsampled mask logits, its loss and inference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dt_models.layers import Conv2d, ShapeSpec, cat, get_norm
+from dt_structures import Instances
+
+__all__ = ["MaskRCNNConvUpsampleHead", "mask_rcnn_inference", "mask_rcnn_loss"]
+
+
+def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: Sequence[Instances]) -> torch.Tensor:
+    """Mean binary cross-entropy between predicted masks and ``gt_masks`` cropped to the proposals.
+
+    Args:
+        pred_mask_logits: ``Tensor[R, K, M, M]`` (or ``[R, 1, M, M]`` class-agnostic), proposals of
+            all images in order.
+        instances: per image, foreground proposals with ``proposal_boxes``, ``gt_classes``,
+            ``gt_masks`` (``BitMasks`` or ``PolygonMasks``).
+    """
+    if pred_mask_logits.dim() != 4 or pred_mask_logits.shape[2] != pred_mask_logits.shape[3]:
+        raise ValueError(f"pred_mask_logits must be [R, K, M, M], got {tuple(pred_mask_logits.shape)}")
+    cls_agnostic = pred_mask_logits.shape[1] == 1
+    side = pred_mask_logits.shape[2]
+    gt_classes, gt_masks = [], []
+    for inst in instances:
+        if len(inst) == 0:
+            continue
+        gt_classes.append(inst.gt_classes.to(torch.int64))
+        masks = inst.gt_masks.crop_and_resize(inst.proposal_boxes.tensor, side)
+        gt_masks.append(masks.to(device=pred_mask_logits.device))
+    if not gt_masks:
+        return pred_mask_logits.sum() * 0
+    gt_masks_t = cat(gt_masks, dim=0).to(torch.float32)  # [R, M, M]
+    if cls_agnostic:
+        logits = pred_mask_logits[:, 0]
+    else:
+        logits = pred_mask_logits[torch.arange(pred_mask_logits.shape[0]), cat(gt_classes, dim=0)]
+    return F.binary_cross_entropy_with_logits(logits, gt_masks_t, reduction="mean")
+
+
+def mask_rcnn_inference(pred_mask_logits: torch.Tensor, pred_instances: Sequence[Instances]) -> None:
+    """Set ``pred_masks``: ``Tensor[Ri, 1, M, M]`` probabilities of the predicted class, per image.
+
+    ``pred_instances`` are modified in place; they must carry ``pred_classes`` unless the masks are
+    class-agnostic.
+    """
+    if pred_mask_logits.shape[1] == 1:
+        probs = pred_mask_logits.sigmoid()
+    else:
+        classes = cat([i.pred_classes for i in pred_instances])
+        probs = pred_mask_logits[torch.arange(pred_mask_logits.shape[0]), classes][:, None].sigmoid()
+    for prob, instances in zip(probs.split([len(i) for i in pred_instances]), pred_instances, strict=True):
+        instances.pred_masks = prob
+
+
+class MaskRCNNConvUpsampleHead(nn.Module):
+    """3x3 conv+ReLU layers (``mask_fcn1``, ...), a 2x2/2 transposed conv+ReLU (``deconv``), and a 1x1
+    ``predictor`` giving one mask logit map per class (or one, class-agnostic).
+
+    Args:
+        input_shape: pooled feature shape (channels used).
+        num_classes: output mask channels (1 for class-agnostic).
+        conv_dims: channels of each conv layer, the last entry is the transposed conv's.
+        conv_norm: normalization of the conv layers (``""``: none).
+        loss_weight: weight of ``loss_mask``.
+    """
+
+    def __init__(
+        self,
+        input_shape: ShapeSpec,
+        *,
+        num_classes: int,
+        conv_dims: Sequence[int],
+        conv_norm: str = "",
+        loss_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if len(conv_dims) < 1:
+            raise ValueError("conv_dims must have at least one entry (the transposed conv)")
+        if num_classes <= 0:
+            raise ValueError(f"num_classes must be > 0, got {num_classes}")
+        self.loss_weight = loss_weight
+        channels = input_shape.channels
+        self.conv_norm_relus = []
+        for k, dim in enumerate(conv_dims[:-1]):
+            conv = Conv2d(
+                channels,
+                dim,
+                3,
+                padding=1,
+                bias=not conv_norm,
+                norm=get_norm(conv_norm, dim),
+                activation=nn.ReLU(),
+            )
+            self.add_module(f"mask_fcn{k + 1}", conv)
+            self.conv_norm_relus.append(conv)
+            channels = dim
+        self.deconv = nn.ConvTranspose2d(channels, conv_dims[-1], kernel_size=2, stride=2, padding=0)
+        self.predictor = nn.Conv2d(conv_dims[-1], num_classes, kernel_size=1)
+        for layer in [*self.conv_norm_relus, self.deconv]:
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.constant_(layer.bias, 0)
+        nn.init.normal_(self.predictor.weight, std=0.001)
+        nn.init.constant_(self.predictor.bias, 0)
+
+    def layers(self, x: torch.Tensor) -> torch.Tensor:
+        """``Tensor[R, C, S, S]`` pooled features to mask logits ``Tensor[R, num_classes, 2S, 2S]``."""
+        for conv in self.conv_norm_relus:
+            x = conv(x)
+        return self.predictor(F.relu(self.deconv(x)))
+
+    def forward(
+        self, x: torch.Tensor, instances: list[Instances]
+    ) -> dict[str, torch.Tensor] | list[Instances]:
+        """Training: ``{"loss_mask": ...}``; inference: ``instances`` with ``pred_masks`` set."""
+        logits = self.layers(x)
+        if self.training:
+            return {"loss_mask": mask_rcnn_loss(logits, instances) * self.loss_weight}
+        mask_rcnn_inference(logits, instances)
+        return instances
