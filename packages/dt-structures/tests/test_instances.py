@@ -51,6 +51,10 @@ def test_length_invariant_names_the_field():
         inst.flag = 3
     with pytest.raises(ValueError, match="field name"):
         inst.set("_hidden", torch.zeros(4))
+    with pytest.raises(ValueError, match="'image_size' is an attribute"):
+        inst.image_size = torch.zeros(4)
+    with pytest.raises(ValueError, match="'to' is an attribute"):
+        inst.set("to", torch.zeros(4))
     single = Instances((1, 1), a=torch.zeros(2))
     single.a = torch.zeros(7)  # replacing the only field may change the length
     assert len(single) == 7

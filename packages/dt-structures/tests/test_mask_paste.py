@@ -157,3 +157,16 @@ def test_roi_masks_to_bitmasks():
         roi.to_bitmasks(boxes[:2], 17, 23)
     with pytest.raises(TypeError, match="roi_masks"):
         BitMasks.from_roi_masks(masks, boxes, 17, 23)
+
+
+class _PasteModule(torch.nn.Module):
+    def forward(self, masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        return paste_masks_in_image(masks, boxes, (17, 23))
+
+
+def test_torch_export_pastes_over_the_whole_image():
+    masks, boxes = random_case(seed=6)
+    ep = torch.export.export(_PasteModule(), (masks, boxes))
+    other_masks, other_boxes = random_case(seed=7)
+    expected = _paste(other_masks, other_boxes, 17, 23, 0.5, skip_empty=False, num_chunks=1)
+    assert torch.equal(ep.module()(other_masks, other_boxes), expected)

@@ -7,12 +7,25 @@ from typing import Any
 
 import torch
 
-__all__ = ["is_tracing", "can_inspect_values", "check_size_pair", "is_integer_index", "require_dt_ops"]
+__all__ = [
+    "can_inspect_values",
+    "check_size_pair",
+    "is_graph_capture",
+    "is_integer_index",
+    "is_tracing",
+    "require_dt_ops",
+]
 
 
 def is_tracing() -> bool:
     """True under ``torch.jit.trace``, ``torch.compile`` and ``torch.export``."""
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def is_graph_capture() -> bool:
+    """True under ``torch.jit.trace`` and ``torch.export`` (not plain ``torch.compile``)."""
+    is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return torch.jit.is_tracing() or (is_exporting is not None and is_exporting())
 
 
 def can_inspect_values(tensor: torch.Tensor) -> bool:

@@ -89,6 +89,8 @@ class Instances:
         """Set field ``name``; ``len(value)`` must equal the length of the other fields."""
         if not isinstance(name, str) or not name or name.startswith("_"):
             raise ValueError(f"field name must be a non-empty str not starting with '_', got {name!r}")
+        if hasattr(Instances, name):
+            raise ValueError(f"'{name}' is an attribute of Instances and cannot be a field name")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)

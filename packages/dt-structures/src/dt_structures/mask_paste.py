@@ -4,7 +4,8 @@ Same numerics as detectron2's ``detectron2/layers/mask_ops.py`` (``paste_masks_i
 image pixel center is mapped into the box's mask and sampled bilinearly with ``grid_sample``
 (zero outside the mask). On CPU masks are pasted one at a time, only over the region around
 their box (from one pixel outside the box on each side); on other devices they are pasted in
-chunks over the whole image, each chunk kept under ``GPU_MEM_LIMIT`` bytes.
+chunks over the whole image, each chunk kept under ``GPU_MEM_LIMIT`` bytes. Under
+``torch.export`` and ``torch.jit.trace`` all masks are pasted over the whole image at once.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from ._utils import check_size_pair
+from ._utils import check_size_pair, is_graph_capture
 from .boxes import Boxes
 
 __all__ = ["BYTES_PER_FLOAT", "GPU_MEM_LIMIT", "paste_masks_in_image"]
@@ -120,6 +121,10 @@ def paste_masks_in_image(
     if n == 0:
         return masks.new_zeros((0, img_h, img_w), dtype=torch.bool if threshold >= 0 else torch.uint8)
 
+    if is_graph_capture():
+        # the per-box regions have data-dependent sizes; a graph pastes over the whole image at
+        # once (as detectron2's scripted path does)
+        return _paste(masks, boxes, img_h, img_w, threshold, skip_empty=False, num_chunks=1)
     if boxes.device.type == "cpu":
         # one mask at a time over its own region: the fewest operations on CPU
         return _paste(masks, boxes, img_h, img_w, threshold, skip_empty=True, num_chunks=n)
