@@ -192,3 +192,13 @@ def test_mapper_errors_name_file_and_annotation(tiny_shapes):
     assert len(DatasetMapper(True, augmentations=[])(d)["instances"]) == len(d["annotations"]) - 1
     with pytest.raises(ValueError, match="recompute_boxes"):
         DatasetMapper(True, augmentations=[], recompute_boxes=True)
+
+
+def test_mapper_keypoints_flip_remap(tiny_shapes):
+    d = copy.deepcopy(tiny_shapes[0])
+    d["annotations"] = [dict(d["annotations"][0], keypoints=[10.0, 20.0, 2, 30.0, 20.0, 1])]
+    mapper = DatasetMapper(
+        True, augmentations=[T.RandomFlip(1.0)], use_keypoint=True, keypoint_hflip_indices=[1, 0]
+    )
+    kp = mapper(d)["instances"].gt_keypoints.tensor[0]
+    torch.testing.assert_close(kp, torch.tensor([[34.0, 20.0, 1.0], [54.0, 20.0, 2.0]]))
