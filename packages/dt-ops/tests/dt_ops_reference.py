@@ -165,7 +165,7 @@ def _rect_corners(box: list[float]) -> list[tuple[float, float]]:
     t = math.radians(angle)
     c, s = math.cos(t), math.sin(t)
     corners = ((-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2))
-    return [(cx + dx * c - dy * s, cy + dx * s + dy * c) for dx, dy in corners]
+    return [(cx + dx * c + dy * s, cy - dx * s + dy * c) for dx, dy in corners]
 
 
 def _clip(poly, a, b):
@@ -230,7 +230,7 @@ def deform_conv2d_ref(input, offset, weight, bias, stride, padding, dilation, ma
     ho, wo = offset.shape[2:]
     k = kh * kw
     og = offset.shape[1] // (2 * k)
-    off = offset.view(b, og, k, 2, ho, wo)
+    off = offset.reshape(b, og, k, 2, ho, wo)
     ki = torch.arange(kh).repeat_interleave(kw).to(input.dtype)  # [K]
     kj = torch.arange(kw).repeat(kh).to(input.dtype)
     oy = torch.arange(ho, dtype=input.dtype) * stride[0] - padding[0]
@@ -240,7 +240,7 @@ def deform_conv2d_ref(input, offset, weight, bias, stride, padding, dilation, ma
     inside = (y > -1) & (y < h) & (x > -1) & (x < w)  # [B, og, K, Ho, Wo]
     y0, x0 = y.floor(), x.floor()
     ly, lx = y - y0, x - x0
-    planes = input.view(b, og, c // og, h * w)
+    planes = input.reshape(b, og, c // og, h * w)
     cols = 0
     for dy, dx, wgt in (
         (0, 0, (1 - ly) * (1 - lx)),
@@ -250,11 +250,13 @@ def deform_conv2d_ref(input, offset, weight, bias, stride, padding, dilation, ma
     ):
         yy, xx = (y0 + dy).long(), (x0 + dx).long()
         valid = inside & (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-        index = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).view(b, og, 1, -1).expand(-1, -1, c // og, -1)
+        index = (
+            (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).reshape(b, og, 1, -1).expand(-1, -1, c // og, -1)
+        )
         vals = torch.gather(planes, 3, index).view(b, og, c // og, k, ho, wo)
         cols = cols + vals * (wgt * valid)[:, :, None]
     if mask is not None:
-        cols = cols * mask.view(b, og, 1, k, ho, wo)
+        cols = cols * mask.reshape(b, og, 1, k, ho, wo)
     cols = cols.reshape(b, groups, c_per_group * k, ho * wo)
-    out = torch.matmul(weight.view(groups, c_out // groups, c_per_group * k), cols).view(b, c_out, ho, wo)
+    out = torch.matmul(weight.reshape(groups, c_out // groups, c_per_group * k), cols).view(b, c_out, ho, wo)
     return out + bias.view(1, -1, 1, 1) if bias is not None else out

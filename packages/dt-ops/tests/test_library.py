@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from dt_ops_inputs import random_boxes, random_rois
+from dt_ops_inputs import random_boxes, random_rois, random_rotated_boxes
 
 import dt_ops
 
@@ -14,6 +14,17 @@ def _op_cases():
     idxs = torch.randint(0, 3, (40,))
     x = torch.randn(2, 3, 9, 11, dtype=torch.float64, requires_grad=True)
     rois = random_rois(5, 2, 9, 11, torch.float64)
+    rboxes = random_rotated_boxes(30, torch.float64, size=30.0)
+    rscores, ridxs = torch.rand(30, dtype=torch.float64), torch.randint(0, 3, (30,))
+    rrois = torch.cat(
+        [torch.zeros(4, 1, dtype=torch.float64), random_rotated_boxes(4, torch.float64, 10.0)], 1
+    )
+    dx = torch.randn(1, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    dw = torch.randn(4, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    doff = torch.randn(1, 18, 4, 5, dtype=torch.float64, requires_grad=True)
+    dmask = torch.rand(1, 9, 4, 5, dtype=torch.float64, requires_grad=True)
+    db = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    ones = (1, 1, 1, 1, 1, 1)  # stride, padding, dilation
     return [
         ("nms", torch.ops.dt.nms.default, (boxes, scores, 0.5)),
         ("batched_nms", torch.ops.dt.batched_nms.default, (boxes, scores, idxs, 0.5)),
@@ -22,6 +33,15 @@ def _op_cases():
         ("roi_align_legacy", torch.ops.dt.roi_align.default, (x, rois, 1.0, 2, 3, -1, False)),
         ("roi_align_backward", torch.ops.dt.roi_align_backward.default,
          (torch.randn(5, 3, 2, 2, dtype=torch.float64), rois, 1.0, 2, 3, 9, 11, 2, True)),
+        ("roi_pool", torch.ops.dt.roi_pool.default, (x, rois, 0.5, 2, 3)),
+        ("box_iou_rotated", torch.ops.dt.box_iou_rotated.default, (rboxes, rboxes[:5])),
+        ("nms_rotated", torch.ops.dt.nms_rotated.default, (rboxes, rscores, 0.3)),
+        ("batched_nms_rotated", torch.ops.dt.batched_nms_rotated.default, (rboxes, rscores, ridxs, 0.3)),
+        ("roi_align_rotated", torch.ops.dt.roi_align_rotated.default, (x, rrois, 0.5, 2, 3, 2)),
+        ("deform_conv2d_v1", torch.ops.dt.deform_conv2d.default, (dx, dw, doff, None, db, *ones)),
+        ("deform_conv2d_v2", torch.ops.dt.deform_conv2d.default, (dx, dw, doff, dmask, None, *ones)),
+        ("deform_conv2d_backward", torch.ops.dt.deform_conv2d_backward.default,
+         (torch.randn(1, 4, 4, 5, dtype=torch.float64), *(t.detach() for t in (dx, dw, doff, dmask)), *ones)),
     ]  # fmt: skip
 
 

@@ -29,11 +29,12 @@ struct RotatedBox {
 
 template <typename T>
 DT_HD void rotated_vertices(const RotatedBox<T>& b, Point<T>* pts) {
-  const T theta = b.a * 0.01745329251;  // degrees to radians, as detectron2
-  const T c = static_cast<T>(cos(static_cast<double>(theta))) * T(0.5);
-  const T s = static_cast<T>(sin(static_cast<double>(theta))) * T(0.5);
-  pts[0] = {b.cx - s * b.h - c * b.w, b.cy + c * b.h - s * b.w};
-  pts[1] = {b.cx + s * b.h - c * b.w, b.cy - c * b.h - s * b.w};
+  const double theta = b.a * 0.01745329251;  // degrees to radians, as detectron2
+  const T c = static_cast<T>(cos(theta)) * 0.5f;
+  const T s = static_cast<T>(sin(theta)) * 0.5f;
+  // Counter-clockwise in image coordinates (x right, y down).
+  pts[0] = {b.cx + s * b.h + c * b.w, b.cy + c * b.h - s * b.w};
+  pts[1] = {b.cx - s * b.h + c * b.w, b.cy - c * b.h - s * b.w};
   pts[2] = {T(2) * b.cx - pts[0].x, T(2) * b.cy - pts[0].y};
   pts[3] = {T(2) * b.cx - pts[1].x, T(2) * b.cy - pts[1].y};
 }
