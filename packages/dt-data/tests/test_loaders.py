@@ -77,3 +77,30 @@ def test_aspect_ratio_grouping():
     for batch in batches:
         assert len({d["width"] > d["height"] for d in batch}) == 1
     assert sum(len(b) for b in batches) == 12
+
+
+def test_proposal_files_load_safely(tmp_path):
+    import os
+    import pickle
+
+    from dt_data.proposals import load_proposals_into_dataset
+
+    path = tmp_path / "props.pkl"
+    boxes = [np.array([[0, 0, 5, 5], [1, 1, 9, 9]], np.float32), np.zeros((0, 4), np.float32)]
+    with open(path, "wb") as f:
+        pickle.dump({"indexes": [7, "8"], "boxes": boxes, "scores": [np.array([0.1, 0.9]), np.zeros(0)]}, f)
+    out = load_proposals_into_dataset([{"image_id": 7}, {"image_id": 8}], str(path))
+    np.testing.assert_array_equal(out[0]["proposal_boxes"], boxes[0][::-1])
+    np.testing.assert_array_equal(out[0]["proposal_objectness_logits"], [0.9, 0.1])
+    assert out[1]["proposal_boxes"].shape == (0, 4)
+    with pytest.raises(ValueError, match="image_id=9"):
+        load_proposals_into_dataset([{"image_id": 9}], str(path))
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    with open(path, "wb") as f:
+        pickle.dump({"ids": [1], "boxes": [Evil()], "objectness_logits": [np.zeros(1)]}, f)
+    with pytest.raises(ValueError, match="not allowed"):
+        load_proposals_into_dataset([{"image_id": 1}], str(path))

@@ -27,6 +27,7 @@ from .common import (
     worker_init_fn,
 )
 from .detection_utils import check_metadata_consistency
+from .proposals import load_proposals_into_dataset
 from .samplers import InferenceSampler, TrainingSampler, shared_random_seed
 
 __all__ = [
@@ -88,10 +89,12 @@ def get_detection_dataset_dicts(
     names: str | Sequence[str],
     filter_empty: bool = True,
     min_keypoints: int = 0,
+    proposal_files: Sequence[str] | None = None,
     check_consistency: bool = True,
 ) -> list[dict]:
-    """Concatenate the dicts of registered datasets ``names``; optionally drop images without
-    non-crowd annotations and with too few keypoints; check their ``thing_classes`` agree."""
+    """Concatenate the dicts of registered datasets ``names`` (with precomputed proposals from
+    ``proposal_files``, one per dataset); optionally drop images without non-crowd annotations and with
+    too few keypoints; check their ``thing_classes`` agree."""
     names = [names] if isinstance(names, str) else list(names)
     if not names:
         raise ValueError("get_detection_dataset_dicts: no dataset names given")
@@ -99,6 +102,12 @@ def get_detection_dataset_dicts(
     for name, dicts in zip(names, per_dataset, strict=True):
         if not dicts:
             raise ValueError(f"dataset {name!r} is empty")
+    if proposal_files:
+        if len(proposal_files) != len(names):
+            raise ValueError(f"got {len(proposal_files)} proposal files for {len(names)} datasets")
+        per_dataset = [
+            load_proposals_into_dataset(d, f) for d, f in zip(per_dataset, proposal_files, strict=True)
+        ]
     dataset_dicts = list(itertools.chain.from_iterable(per_dataset))
     has_instances = "annotations" in dataset_dicts[0]
     if filter_empty and has_instances:
