@@ -170,3 +170,10 @@ def test_torch_export_pastes_over_the_whole_image():
     other_masks, other_boxes = random_case(seed=7)
     expected = _paste(other_masks, other_boxes, 17, 23, 0.5, skip_empty=False, num_chunks=1)
     assert torch.equal(ep.module()(other_masks, other_boxes), expected)
+
+
+def test_bool_masks_are_pasted_as_float():
+    masks, boxes = random_case(seed=8)
+    binary = masks > 0.5
+    expected = paste_masks_in_image(binary.float(), boxes, (17, 23))
+    assert torch.equal(paste_masks_in_image(binary, boxes, (17, 23)), expected)
