@@ -202,3 +202,21 @@ def test_mapper_keypoints_flip_remap(tiny_shapes):
     )
     kp = mapper(d)["instances"].gt_keypoints.tensor[0]
     torch.testing.assert_close(kp, torch.tensor([[34.0, 20.0, 1.0], [54.0, 20.0, 2.0]]))
+
+
+def test_rotated_instances_crop_with_instance_and_fed_loss_weights():
+    inst = utils.annotations_to_instances_rotated([{"bbox": [10, 10, 4, 2, 30], "category_id": 3}], (20, 30))
+    assert inst.gt_boxes.tensor.shape == (1, 5) and inst.gt_classes.tolist() == [3]
+    anno = {"bbox": [10, 10, 4, 4], "bbox_mode": BoxMode.XYWH_ABS}
+    for seed in range(10):
+        crop = utils.gen_crop_transform_with_instance((8, 8), (40, 50), anno, np.random.default_rng(seed))
+        assert crop.x0 <= 12 <= crop.x0 + 8 and crop.y0 <= 12 <= crop.y0 + 8
+    with pytest.raises(ValueError, match="larger than the image"):
+        utils.gen_crop_transform_with_instance((80, 8), (40, 50), anno)
+    MetadataCatalog.get("unit_fed").set(
+        class_image_count=[{"id": 2, "image_count": 4}, {"id": 1, "image_count": 9}]
+    )
+    try:
+        torch.testing.assert_close(utils.get_fed_loss_cls_weights("unit_fed", 0.5), torch.tensor([3.0, 2.0]))
+    finally:
+        MetadataCatalog.remove("unit_fed")

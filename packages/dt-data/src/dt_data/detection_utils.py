@@ -18,6 +18,7 @@ from dt_structures import (
     Instances,
     Keypoints,
     PolygonMasks,
+    RotatedBoxes,
     polygons_to_bitmask,
 )
 
@@ -28,12 +29,15 @@ from .config import InputConfig
 __all__ = [
     "SizeMismatchError",
     "annotations_to_instances",
+    "annotations_to_instances_rotated",
     "build_augmentation",
     "check_image_size",
     "check_metadata_consistency",
     "convert_PIL_to_numpy",
     "create_keypoint_hflip_indices",
     "filter_empty_instances",
+    "gen_crop_transform_with_instance",
+    "get_fed_loss_cls_weights",
     "read_image",
     "transform_instance_annotations",
     "transform_keypoint_annotations",
@@ -246,6 +250,56 @@ def annotations_to_instances(
     if annos and "keypoints" in annos[0]:
         target.gt_keypoints = Keypoints([a.get("keypoints", []) for a in annos])
     return target
+
+
+def annotations_to_instances_rotated(annos: list[dict], image_size: tuple[int, int]) -> Instances:
+    """Annotations with rotated ``bbox`` (cx, cy, w, h, angle degrees CCW) -> ``Instances`` with
+    ``gt_boxes`` (RotatedBoxes[N], clipped to ``image_size``) and ``gt_classes`` (int64[N])."""
+    boxes = torch.as_tensor([list(a["bbox"]) for a in annos], dtype=torch.float32).reshape(-1, 5)
+    target = Instances(image_size)
+    target.gt_boxes = RotatedBoxes(boxes).clip(image_size)
+    target.gt_classes = torch.tensor([int(a["category_id"]) for a in annos], dtype=torch.int64)
+    return target
+
+
+def gen_crop_transform_with_instance(
+    crop_size: tuple[int, int],
+    image_size: tuple[int, int],
+    instance: dict,
+    rng: np.random.Generator | None = None,
+) -> T.CropTransform:
+    """A random ``crop_size`` (h, w) crop of an ``image_size`` (h, w) image containing the centre of
+    ``instance``'s box."""
+    crop = np.asarray(crop_size, dtype=np.int32)
+    bbox = BoxMode.convert(list(instance["bbox"]), instance["bbox_mode"], BoxMode.XYXY_ABS)
+    center_yx = np.array([(bbox[1] + bbox[3]) * 0.5, (bbox[0] + bbox[2]) * 0.5])
+    if image_size[0] < center_yx[0] or image_size[1] < center_yx[1]:
+        raise ValueError(f"the instance's box {bbox} is outside the image of size {tuple(image_size)}")
+    if image_size[0] < crop[0] or image_size[1] < crop[1]:
+        raise ValueError(f"crop size {tuple(crop_size)} is larger than the image size {tuple(image_size)}")
+    min_yx = np.maximum(np.floor(center_yx).astype(np.int32) - crop, 0)
+    max_yx = np.maximum(np.asarray(image_size, dtype=np.int32) - crop, 0)
+    max_yx = np.minimum(max_yx, np.ceil(center_yx).astype(np.int32))
+    rng = T.augmentation.as_generator(rng)
+    y0 = int(rng.integers(min_yx[0], max_yx[0] + 1))
+    x0 = int(rng.integers(min_yx[1], max_yx[1] + 1))
+    return T.CropTransform(x0, y0, int(crop[1]), int(crop[0]))
+
+
+def get_fed_loss_cls_weights(
+    dataset_names: str | Sequence[str], freq_weight_power: float = 1.0
+) -> torch.Tensor:
+    """Per-class weights ``image_count ** freq_weight_power`` (``Tensor[C]`` float32) from the
+    metadata's ``class_image_count`` (LVIS), for federated losses."""
+    names = [dataset_names] if isinstance(dataset_names, str) else list(dataset_names)
+    check_metadata_consistency("class_image_count", names)
+    counts = MetadataCatalog.get(names[0]).get("class_image_count")
+    if counts is None:
+        raise ValueError(f"metadata of {names[0]!r} has no 'class_image_count'")
+    freq = torch.tensor(
+        [c["image_count"] for c in sorted(counts, key=lambda c: c["id"])], dtype=torch.float32
+    )
+    return freq**freq_weight_power
 
 
 def filter_empty_instances(
