@@ -36,3 +36,10 @@ def test_lists_convert_to_tuples():
         min_size_train=[640, 800], min_size_train_sampling="range", crop=CropConfig(size=[0.5, 0.6])
     )
     assert cfg.min_size_train == (640, 800) and cfg.crop.size == (0.5, 0.6)
+
+
+def test_single_values_become_one_tuples():
+    from dt_data.config import DatasetsConfig
+
+    assert DatasetsConfig(train="a", test=["b", "c"]).train == ("a",)
+    assert InputConfig(min_size_train=640).min_size_train == (640,)

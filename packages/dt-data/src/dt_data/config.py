@@ -16,6 +16,13 @@ CROP_TYPES = ("relative_range", "relative", "absolute", "absolute_range")
 SAMPLERS = ("TrainingSampler", "RepeatFactorTrainingSampler", "RandomSubsetTrainingSampler")
 
 
+def _as_tuple(value: object) -> tuple:
+    """A single name/number becomes a 1-tuple; other iterables become tuples."""
+    if isinstance(value, (str, int, float)):
+        return (value,)
+    return tuple(value)  # type: ignore[arg-type]
+
+
 def _names(instance: object, attribute: attrs.Attribute, value: tuple) -> None:
     if not all(isinstance(n, str) and n for n in value):
         raise ValueError(f"{attribute.name}: expected dataset names (non-empty strings), got {value!r}")
@@ -30,8 +37,8 @@ def _positive_ints(instance: object, attribute: attrs.Attribute, value: tuple) -
 class DatasetsConfig:
     """Registered dataset names to train and test on."""
 
-    train: tuple[str, ...] = attrs.field(default=("shapes_train",), converter=tuple, validator=_names)
-    test: tuple[str, ...] = attrs.field(default=("shapes_val",), converter=tuple, validator=_names)
+    train: tuple[str, ...] = attrs.field(default=("shapes_train",), converter=_as_tuple, validator=_names)
+    test: tuple[str, ...] = attrs.field(default=("shapes_val",), converter=_as_tuple, validator=_names)
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -39,7 +46,7 @@ class CropConfig:
     """``RandomCrop(type, size)`` applied first during training."""
 
     type: str = attrs.field(default="relative_range", validator=v.in_(CROP_TYPES))
-    size: tuple[float, float] = attrs.field(default=(0.9, 0.9), converter=tuple)
+    size: tuple[float, float] = attrs.field(default=(0.9, 0.9), converter=_as_tuple)
 
     @size.validator
     def _check_size(self, attribute: attrs.Attribute, value: tuple) -> None:
@@ -55,7 +62,9 @@ class CropConfig:
 class InputConfig:
     """Image reading and the resize/flip/crop augmentations (detectron2's ``INPUT``)."""
 
-    min_size_train: tuple[int, ...] = attrs.field(default=(800,), converter=tuple, validator=_positive_ints)
+    min_size_train: tuple[int, ...] = attrs.field(
+        default=(800,), converter=_as_tuple, validator=_positive_ints
+    )
     min_size_train_sampling: str = attrs.field(default="choice", validator=v.in_(("choice", "range")))
     max_size_train: int = attrs.field(default=1333, validator=[v.instance_of(int), v.gt(0)])
     min_size_test: int = attrs.field(default=800, validator=[v.instance_of(int), v.ge(0)])
