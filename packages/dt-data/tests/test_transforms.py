@@ -124,3 +124,18 @@ def test_invertible_chains_round_trip_coords(x0, y0, new_h, new_w, flip, pts):
     tl = T.TransformList(tfms)
     coords = np.asarray(pts, dtype=np.float64)
     np.testing.assert_allclose(tl.inverse().apply_coords(tl.apply_coords(coords)), coords, atol=1e-9)
+
+
+def test_color_transforms_touch_only_images():
+    from PIL import ImageEnhance
+
+    img = _img()
+    t = T.ColorTransform(lambda x: 255 - x)
+    np.testing.assert_array_equal(t.apply_image(img), 255 - img)
+    np.testing.assert_array_equal(t.apply_coords(np.array([[1.0, 2.0]])), [[1.0, 2.0]])
+    seg = np.ones((30, 40), np.uint8)
+    assert t.apply_segmentation(seg) is seg
+    p = T.PILColorTransform(lambda im: ImageEnhance.Brightness(im).enhance(0.0))
+    assert not p.apply_image(img).any() and p.apply_image(img[:, :, :1]).shape == (30, 40, 1)
+    with pytest.raises(TypeError, match="uint8"):
+        p.apply_image(img.astype(np.float32))

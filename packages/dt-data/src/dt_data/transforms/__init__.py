@@ -17,6 +17,7 @@ from .augmentation_impl import (
     ResizeScale,
     ResizeShortestEdge,
 )
+from .color import ColorTransform, PILColorTransform
 from .transform import (
     BlendTransform,
     CropTransform,
@@ -36,11 +37,13 @@ __all__ = [
     "Augmentation",
     "AugmentationList",
     "BlendTransform",
+    "ColorTransform",
     "CropTransform",
     "ExtentTransform",
     "FixedSizeCrop",
     "HFlipTransform",
     "NoOpTransform",
+    "PILColorTransform",
     "PadTransform",
     "RandomApply",
     "RandomBrightness",
