@@ -14,6 +14,17 @@ __version__ = importlib.metadata.version("dt-eval")
 
 _LAZY = {
     "COCOeval": "dt_eval.coco",
+    "DatasetEvaluator": "dt_eval.evaluator",
+    "DatasetEvaluators": "dt_eval.evaluator",
+    "inference_on_dataset": "dt_eval.evaluator",
+    "print_csv_format": "dt_eval.evaluator",
+    "COCOEvaluator": "dt_eval.coco_evaluation",
+    "SemSegEvaluator": "dt_eval.sem_seg_evaluation",
+    "COCOPanopticEvaluator": "dt_eval.panoptic_evaluation",
+    "PascalVOCDetectionEvaluator": "dt_eval.pascal_voc_evaluation",
+    "LVISEvaluator": "dt_eval.lvis_evaluation",
+    "CityscapesInstanceEvaluator": "dt_eval.cityscapes_evaluation",
+    "CityscapesSemSegEvaluator": "dt_eval.cityscapes_evaluation",
 }
 
 __all__ = ["__version__", *_LAZY]

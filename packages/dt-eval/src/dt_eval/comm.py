@@ -1,0 +1,52 @@
+"""Process-group helpers: the evaluators gather their predictions to rank 0 through torch.distributed
+when a process group is initialized, and are plain single-process code otherwise (torch is imported
+only when it is already loaded)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+__all__ = ["gather", "get_rank", "get_world_size", "is_main_process", "synchronize"]
+
+
+def _dist():
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    dist = torch.distributed
+    if not dist.is_available() or not dist.is_initialized():
+        return None
+    return dist
+
+
+def get_world_size() -> int:
+    dist = _dist()
+    return dist.get_world_size() if dist else 1
+
+
+def get_rank() -> int:
+    dist = _dist()
+    return dist.get_rank() if dist else 0
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def synchronize() -> None:
+    """Barrier across all ranks (no-op in a single process)."""
+    dist = _dist()
+    if dist and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def gather(data: Any, dst: int = 0) -> list:
+    """Picklable ``data`` of every rank as a list on rank ``dst`` (``[]`` on the other ranks)."""
+    dist = _dist()
+    if dist is None or dist.get_world_size() == 1:
+        return [data]
+    world = dist.get_world_size()
+    out = [None] * world if dist.get_rank() == dst else None
+    dist.gather_object(data, out, dst=dst)
+    return out if out is not None else []
