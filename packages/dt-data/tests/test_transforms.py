@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -139,3 +139,29 @@ def test_color_transforms_touch_only_images():
     assert not p.apply_image(img).any() and p.apply_image(img[:, :, :1]).shape == (30, 40, 1)
     with pytest.raises(TypeError, match="uint8"):
         p.apply_image(img.astype(np.float32))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pts=st.lists(st.tuples(st.floats(-20, 60), st.floats(-20, 50)), min_size=3, max_size=8, unique=True),
+    x0=st.integers(0, 20),
+    y0=st.integers(0, 15),
+)
+def test_crop_of_convex_polygon_stays_in_window_and_matches_raster_area(pts, x0, y0):
+    import cv2
+
+    hull = cv2.convexHull(np.asarray(pts, np.float32)).reshape(-1, 2).astype(np.float64)
+    assume(len(hull) >= 3 and cv2.contourArea(hull.astype(np.float32)) > 4)
+    crop = T.CropTransform(x0, y0, 20, 15)
+    out = crop.apply_polygons([hull])
+    # exact area of hull ∩ window by fine rasterization of both
+    scale = 8
+    full = np.zeros((80 * scale, 100 * scale), np.uint8)
+    cv2.fillPoly(full, [np.round((hull + 20) * scale).astype(np.int32)], 1)
+    window = full[(y0 + 20) * scale : (y0 + 35) * scale, (x0 + 20) * scale : (x0 + 40) * scale]
+    expected = window.sum() / scale**2
+    got = sum(cv2.contourArea(p.astype(np.float32)) for p in out)
+    band = (cv2.arcLength(hull.astype(np.float32), True) + 70) / scale  # rasterization boundary error
+    assert abs(got - expected) <= band
+    for p in out:
+        assert (p >= -1e-9).all() and (p[:, 0] <= 20 + 1e-9).all() and (p[:, 1] <= 15 + 1e-9).all()
