@@ -190,3 +190,54 @@ def bench(session: nox.Session) -> None:
     scripts = session.posargs or sorted(p.name for p in (ROOT / "benchmarks").glob("*.py"))
     for script in scripts:
         session.run("python", str(ROOT / "benchmarks" / script))
+
+
+# dt-ops: one wheel for several torch releases, the CUDA build, the kernel benchmark -----------------
+
+
+def _dt_ops_wheel(session: nox.Session, outdir: str, *config: str, env: dict[str, str] | None = None) -> Path:
+    """Build the dt-ops wheel into outdir (an isolated build: no torch is needed to compile it)."""
+    package = PACKAGES["dt-ops"]
+    command = ["python", "-m", "pip", "wheel", "--no-deps", "--wheel-dir", outdir, *config]
+    session.run(*command, str(package.path), env=env)
+    return next(Path(outdir).glob("dt_ops-*.whl"))
+
+
+@nox.session
+def compat(session: nox.Session) -> None:
+    """Build the dt-ops wheel once, install that same wheel next to the other torch release of
+    constraints-compat.txt (torch 2.14.1 + torchvision 0.29.1) and run dt-ops' tests there."""
+    package = PACKAGES["dt-ops"]
+    with tempfile.TemporaryDirectory(prefix="dt-ops-wheel-") as outdir:
+        wheel = _dt_ops_wheel(session, outdir)
+        session.install("-c", str(COMPAT_CONSTRAINTS), "torch", "torchvision", f"{wheel}[test]")
+    show = "import torch, dt_ops; print('torch', torch.__version__, '| dt_ops', dt_ops.__file__)"
+    session.run("python", "-c", show)
+    session.run("pytest", str(package.tests), "-m", "not slow", *session.posargs)
+
+
+@nox.session(name="build-cuda")
+def build_cuda(session: nox.Session) -> None:
+    """Compile dt-ops with its CUDA kernels (DT_OPS_CUDA=ON, nvcc) to prove they build; no GPU is needed.
+    ``nox -s build-cuda -- 80;90`` picks the CUDA architectures (default: the CMakeLists list)."""
+    config = ["-C", "build-dir=build/cuda-{wheel_tag}"]
+    if session.posargs:
+        config += ["-C", f"cmake.define.CMAKE_CUDA_ARCHITECTURES={session.posargs[0]}"]
+    with tempfile.TemporaryDirectory(prefix="dt-ops-cuda-") as outdir:
+        wheel = _dt_ops_wheel(session, outdir, *config, env={"DT_OPS_CUDA": "ON"})
+        session.install("-c", str(CONSTRAINTS), str(wheel))
+    check = (
+        "import subprocess, dt_ops._C as c; "
+        "assert c.has_cuda and hasattr(c, 'roi_align_forward_cuda'), 'no CUDA kernels in the build'; "
+        "deps = subprocess.run(['readelf', '-d', c.__file__], capture_output=True, text=True).stdout; "
+        "assert 'libtorch' not in deps and 'libc10' not in deps, deps; "
+        "print('CUDA build OK:', c.__file__)"
+    )
+    session.run("python", "-c", check)
+
+
+@nox.session(name="bench-ops")
+def bench_ops(session: nox.Session) -> None:
+    """benchmarks/ops.py: dt-ops against torchvision's CPU kernels (needs the compat torch pair)."""
+    session.install("-c", str(COMPAT_CONSTRAINTS), "torch", "torchvision", str(PACKAGES["dt-ops"].path))
+    session.run("python", str(ROOT / "benchmarks" / "ops.py"))

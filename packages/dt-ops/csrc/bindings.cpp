@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "binding_utils.h"
 #include "cpu/ops.h"
 
 namespace nb = nanobind;
@@ -16,31 +17,13 @@ using namespace nb::literals;
 
 namespace {
 
+using dt::bindings::deform_geometry;
+using dt::bindings::require;
+
 template <typename T, typename... Extra>
 using In = nb::ndarray<const T, nb::c_contig, nb::device::cpu, Extra...>;
 template <typename T, typename... Extra>
 using Out = nb::ndarray<T, nb::c_contig, nb::device::cpu, Extra...>;
-
-void require(bool ok, const char* message) {
-  if (!ok) throw nb::value_error(message);
-}
-
-template <typename T>
-dt::cpu::DeformGeometry deform_geometry(size_t batch, size_t channels, size_t height, size_t width,
-                                        size_t offset_channels, size_t out_h, size_t out_w, int64_t kernel_h,
-                                        int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h,
-                                        int64_t pad_w, int64_t dilation_h, int64_t dilation_w) {
-  dt::cpu::DeformGeometry g{};
-  g.batch = batch, g.channels = channels, g.height = height, g.width = width;
-  g.kernel_h = kernel_h, g.kernel_w = kernel_w, g.stride_h = stride_h, g.stride_w = stride_w;
-  g.pad_h = pad_h, g.pad_w = pad_w, g.dilation_h = dilation_h, g.dilation_w = dilation_w;
-  g.out_h = out_h, g.out_w = out_w;
-  require(kernel_h > 0 && kernel_w > 0 && offset_channels % (2 * kernel_h * kernel_w) == 0,
-          "offset channels must be a multiple of 2 * kernel_h * kernel_w");
-  g.offset_groups = offset_channels / (2 * kernel_h * kernel_w);
-  require(g.offset_groups > 0 && g.channels % g.offset_groups == 0, "channels must divide into offset groups");
-  return g;
-}
 
 template <typename T>
 void bind_dtype(nb::module_& m) {
@@ -175,7 +158,7 @@ void bind_dtype(nb::module_& m) {
       [](Map4 input, Map4 offset, std::optional<Map4> mask, int64_t kernel_h, int64_t kernel_w, int64_t stride_h,
          int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w,
          Out<T, nb::ndim<3>> columns, int threads) {
-        const auto g = deform_geometry<T>(input.shape(0), input.shape(1), input.shape(2), input.shape(3),
+        const auto g = deform_geometry(input.shape(0), input.shape(1), input.shape(2), input.shape(3),
                                           offset.shape(1), offset.shape(2), offset.shape(3), kernel_h, kernel_w,
                                           stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w);
         require(columns.shape(0) == g.batch && columns.shape(1) == g.channels * kernel_h * kernel_w &&
@@ -192,7 +175,7 @@ void bind_dtype(nb::module_& m) {
       [](In<T, nb::ndim<3>> grad_columns, Map4 offset, std::optional<Map4> mask, int64_t kernel_h,
          int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h,
          int64_t dilation_w, OutMap4 grad_input, int threads) {
-        const auto g = deform_geometry<T>(grad_input.shape(0), grad_input.shape(1), grad_input.shape(2),
+        const auto g = deform_geometry(grad_input.shape(0), grad_input.shape(1), grad_input.shape(2),
                                           grad_input.shape(3), offset.shape(1), offset.shape(2), offset.shape(3),
                                           kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h,
                                           dilation_w);
@@ -210,7 +193,7 @@ void bind_dtype(nb::module_& m) {
       [](In<T, nb::ndim<3>> grad_columns, Map4 input, Map4 offset, std::optional<Map4> mask, int64_t kernel_h,
          int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h,
          int64_t dilation_w, OutMap4 grad_offset, std::optional<OutMap4> grad_mask, int threads) {
-        const auto g = deform_geometry<T>(input.shape(0), input.shape(1), input.shape(2), input.shape(3),
+        const auto g = deform_geometry(input.shape(0), input.shape(1), input.shape(2), input.shape(3),
                                           offset.shape(1), offset.shape(2), offset.shape(3), kernel_h, kernel_w,
                                           stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w);
         require(grad_columns.shape(0) == g.batch && grad_columns.shape(1) == g.channels * kernel_h * kernel_w &&

@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "common/deform_geometry.h"
+
 namespace dt::cpu {
 
 // Greedy NMS. Writes the kept indices (decreasing score, ties by lower index) to keep; returns their
@@ -44,11 +46,7 @@ template <typename T>
 int64_t nms_rotated(const T* boxes, const T* scores, const int64_t* idxs, int64_t n, double iou_threshold,
                     int64_t* keep, int threads);
 
-struct DeformGeometry {
-  int64_t batch, channels, height, width;
-  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
-  int64_t offset_groups, out_h, out_w;
-};
+using dt::DeformGeometry;
 
 // columns: [B, C * kh * kw, Ho * Wo]. mask may be null (DCNv1).
 template <typename T>
