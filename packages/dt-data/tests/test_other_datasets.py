@@ -176,3 +176,35 @@ def test_cityscapes_instances_and_semantic(tmp_path):
     )
     with pytest.raises(FileNotFoundError):
         load_cityscapes_instances(str(tmp_path / "none"), str(gt_dir))
+
+
+def test_register_functions_set_evaluator_types(tmp_path):
+    from dt_data.datasets import (
+        register_cityscapes,
+        register_coco_panoptic,
+        register_lvis_instances,
+        register_pascal_voc,
+    )
+
+    register_pascal_voc("unit_voc", str(tmp_path), "val", 2007)
+    register_lvis_instances("unit_lvis_reg", {}, str(tmp_path / "l.json"), str(tmp_path))
+    register_coco_panoptic("unit_pan_std", {"thing_classes": ["a"]}, "i", "p", "p.json")
+    register_cityscapes("unit_city", "img", "gt")
+    expected = {
+        "unit_voc": "pascal_voc",
+        "unit_lvis_reg": "lvis",
+        "unit_pan_std": "coco_panoptic_seg",
+        "unit_city_instance_seg": "cityscapes_instance",
+        "unit_city_sem_seg": "cityscapes_sem_seg",
+    }
+    try:
+        for name, evaluator in expected.items():
+            assert name in DatasetCatalog.list()
+            assert MetadataCatalog.get(name).evaluator_type == evaluator
+        assert MetadataCatalog.get("unit_voc").thing_classes[0] == "aeroplane"
+        assert len(MetadataCatalog.get("unit_city_instance_seg").thing_classes) == 8
+        assert len(MetadataCatalog.get("unit_city_sem_seg").stuff_classes) == 19
+    finally:
+        for name in expected:
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)

@@ -101,6 +101,9 @@ def test_transform_list_flattens_inverts_and_dispatches():
         [T.HFlipTransform(40), T.TransformList([T.NoOpTransform(), T.ResizeTransform(30, 40, 60, 80)])]
     )
     assert len(tl) == 2
+    assert len(tl + T.VFlipTransform(60)) == 3 and isinstance(
+        (T.VFlipTransform(60) + tl)[0], T.VFlipTransform
+    )
     pts = np.array([[1.0, 2.0]])
     np.testing.assert_allclose(tl.inverse().apply_coords(tl.apply_coords(pts)), pts)
     np.testing.assert_allclose(tl.apply_rotated_box(np.array([[10.0, 5, 4, 2, 0]])), [[60.0, 10, 8, 4, 0]])

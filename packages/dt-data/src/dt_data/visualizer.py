@@ -25,7 +25,6 @@ from .catalog import Metadata
 __all__ = ["ColorMode", "VisImage", "Visualizer", "color_palette"]
 
 _KEYPOINT_THRESHOLD = 0.05
-_SMALL_OBJECT_AREA = 1000
 
 
 class ColorMode(IntEnum):
