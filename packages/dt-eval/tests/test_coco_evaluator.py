@@ -6,6 +6,7 @@ import contextlib
 import copy
 import io
 import json
+import logging
 import math
 
 import numpy as np
@@ -189,3 +190,19 @@ def test_max_dets_per_image(dataset, tmp_path):
     assert res["bbox"]["AP"] == pytest.approx(100 * np.mean(precision[precision > -1]))
     with pytest.raises(ValueError, match="max_dets_per_image"):
         COCOEvaluator("synth", coco_json=str(path), max_dets_per_image=0)
+
+
+def test_inference_logs_per_image_time_and_shows_progress(dataset, tmp_path, caplog, capsys):
+    gt, results = dataset
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    inputs, outputs = _outputs(gt, results, with_masks=False)
+    by_id = {i["image_id"]: o for i, o in zip(inputs, outputs, strict=True)}
+    evaluator = COCOEvaluator("t", coco_json=str(path), metadata=_metadata(gt), tasks=["bbox"])
+    with caplog.at_level(logging.INFO, logger="dt_eval.evaluator"):
+        res = inference_on_dataset(
+            lambda b: [by_id[x["image_id"]] for x in b], [[x] for x in inputs], [evaluator]
+        )
+    assert "bbox" in res
+    assert any("s / img per device" in r.getMessage() for r in caplog.records)
+    assert "inference" in capsys.readouterr().err  # the progress bar

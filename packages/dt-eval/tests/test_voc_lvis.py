@@ -153,3 +153,9 @@ def test_lvis_model_outputs_map_to_one_based_ids(tmp_path):
         ev.evaluate()
     written = json.loads((tmp_path / "lvis_instances_results.json").read_text())
     assert written[0]["category_id"] == r["category_id"]
+
+
+def test_voc_ap_11_point_vs_area():
+    rec, prec = np.array([0.5]), np.array([1.0])
+    assert voc_ap(rec, prec, use_07_metric=True) == pytest.approx(6 / 11)  # t = 0, 0.1, ..., 0.5
+    assert voc_ap(rec, prec, use_07_metric=False) == pytest.approx(0.5)

@@ -128,7 +128,7 @@ def _run_native(
     threads = _num_threads()
     if iou_type == 2 and use_cats:
         terms, oks_offsets = native.oks_terms(gt_set, dt_set, num_images, num_cats, max_det, sigmas, threads)
-        oks_exp = np.exp(-terms)
+        oks_exp = np.exp(np.negative(terms, out=terms), out=terms)  # in place: same values as np.exp(-e)
     return native.evaluate(
         gt_set, dt_set, iou_type, use_cats, num_images, num_cats, iou_thrs, area_rng, max_det, sigmas, detail,
         oks_exp, oks_offsets, threads,
