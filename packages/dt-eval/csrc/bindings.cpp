@@ -21,7 +21,6 @@ template <typename T>
 using Array1 = nb::ndarray<nb::numpy, T, nb::ndim<1>>;
 template <typename T>
 using CArray = nb::ndarray<const T, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-using Hw = nb::ndarray<const int64_t, nb::shape<-1, 2>, nb::c_contig, nb::device::cpu>;
 using Ranges = nb::ndarray<const double, nb::shape<-1, 2>, nb::c_contig, nb::device::cpu>;
 
 template <typename T>
@@ -100,22 +99,18 @@ NB_MODULE(_C, m) {
 
   m.def(
       "extract",
-      [](nb::handle anns, nb::handle img_index, nb::handle cat_index, int iou_type, bool is_dt,
-         const std::string& side, Hw img_hw, int64_t num_kpts) {
+      [](nb::handle img_ids, nb::handle img_to_anns, nb::handle imgs, nb::handle cat_index, int iou_type,
+         bool is_dt, const std::string& side, int64_t num_kpts) {
         ExtractSpec spec;
         spec.iou_type = iou_type;
         spec.is_dt = is_dt;
         spec.side = side.c_str();
         spec.num_kpts = num_kpts;
-        for (size_t i = 0; i < img_hw.shape(0); ++i) {
-          spec.img_h.push_back(img_hw(i, 0));
-          spec.img_w.push_back(img_hw(i, 1));
-        }
-        return extract(anns, img_index, cat_index, spec);
+        return extract(img_ids, img_to_anns, imgs, cat_index, spec);
       },
-      nb::arg("anns"), nb::arg("img_index"), nb::arg("cat_index"), nb::arg("iou_type"), nb::arg("is_dt"),
-      nb::arg("side"), nb::arg("img_hw"), nb::arg("num_kpts"),
-      "Read annotation dicts into flat arrays; img_hw is int64[I, 2] (height, width; -1 unknown).");
+      nb::arg("img_ids"), nb::arg("img_to_anns"), nb::arg("imgs").none(), nb::arg("cat_index"),
+      nb::arg("iou_type"), nb::arg("is_dt"), nb::arg("side"), nb::arg("num_kpts"),
+      "Read the annotation dicts of img_ids (COCO.imgToAnns order) into flat arrays.");
 
   m.def(
       "oks_terms",

@@ -195,75 +195,127 @@ void read_segmentation(const Reader& rd, PyObject* segm, int64_t img, const Extr
 
 }  // namespace
 
-AnnSet extract(nb::handle anns, nb::handle img_index, nb::handle cat_index, const ExtractSpec& spec) {
-  PyObject* list = anns.ptr();
-  if (!PyList_Check(list)) throw std::invalid_argument("annotations must be a list of dicts");
-  PyObject* imgs = img_index.ptr();
+namespace {
+
+// One annotation dict into the flat arrays (image and category positions already known).
+void read_annotation(const Reader& rd, PyObject* ann, int64_t img, int64_t cat, const ExtractSpec& spec, AnnSet& s,
+                   std::vector<double>& buf) {
+  s.img.push_back(static_cast<int32_t>(img));
+  s.cat.push_back(static_cast<int32_t>(cat));
+  s.id.push_back(rd.integer(rd.required("id"), "'id'"));
+  s.area.push_back(rd.number(rd.required("area"), "'area'"));
+  if (spec.is_dt) {
+    s.score.push_back(rd.number(rd.required("score"), "'score'"));
+    s.iscrowd.push_back(0);
+  } else {
+    PyObject* crowd = item(ann, "iscrowd");
+    bool c = crowd && rd.truthy(crowd);
+    s.iscrowd.push_back(c);
+    bool ignore = c;
+    if (spec.iou_type == kKeypoints) {
+      PyObject* nk = rd.required("num_keypoints");
+      ignore = rd.number(nk, "'num_keypoints'") == 0 || ignore;
+    }
+    s.ignore.push_back(ignore);
+  }
+  if (spec.iou_type == kBbox || (spec.iou_type == kKeypoints && !spec.is_dt)) {
+    PyObject* bb = rd.required("bbox");
+    buf.clear();
+    if (rd.numbers(bb, "'bbox'", buf) != 4) rd.fail("'bbox' must have 4 numbers [x, y, w, h], got " + repr(bb));
+    s.bbox.insert(s.bbox.end(), buf.begin(), buf.end());
+  } else {
+    s.bbox.insert(s.bbox.end(), 4, 0.0);
+  }
+  if (spec.iou_type == kKeypoints) {
+    PyObject* kp = rd.required("keypoints");
+    buf.clear();
+    int64_t len = rd.numbers(kp, "'keypoints'", buf);
+    if (len != 3 * spec.num_kpts)
+      rd.fail("'keypoints' must have " + std::to_string(3 * spec.num_kpts) +
+              " numbers (x, y, v per keypoint, as many as kpt_oks_sigmas), got " + std::to_string(len));
+    s.kpts.insert(s.kpts.end(), buf.begin(), buf.end());
+  }
+  if (spec.iou_type == kSegm) read_segmentation(rd, rd.required("segmentation"), img, spec, s);
+}
+
+// Height and width of every evaluated image from the COCO ``imgs`` dict (-1 when unknown).
+void image_sizes(PyObject* ids, PyObject* imgs, std::vector<int64_t>& h, std::vector<int64_t>& w) {
+  const Py_ssize_t n = PyList_Size(ids);
+  h.assign(n, -1);
+  w.assign(n, -1);
+  if (!imgs || !PyDict_Check(imgs)) return;
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* img = PyDict_GetItemWithError(imgs, PyList_GetItem(ids, i));
+    if (!img || !PyDict_Check(img)) {
+      PyErr_Clear();
+      continue;
+    }
+    PyObject* hh = PyDict_GetItemString(img, "height");
+    PyObject* ww = PyDict_GetItemString(img, "width");
+    if (!hh || !ww) continue;
+    long long hv = PyLong_AsLongLong(hh), wv = PyLong_AsLongLong(ww);
+    if (PyErr_Occurred()) {
+      PyErr_Clear();
+      continue;
+    }
+    h[i] = hv;
+    w[i] = wv;
+  }
+}
+
+}  // namespace
+
+AnnSet extract(nb::handle img_ids, nb::handle img_to_anns, nb::handle imgs, nb::handle cat_index,
+               const ExtractSpec& in_spec) {
+  PyObject* ids = img_ids.ptr();
+  PyObject* index = img_to_anns.ptr();
+  if (!PyList_Check(ids)) throw std::invalid_argument("img_ids must be a list");
+  if (!PyDict_Check(index)) throw std::invalid_argument("imgToAnns must be a dict of annotation lists");
+  ExtractSpec spec = in_spec;
+  if (spec.iou_type == kSegm) image_sizes(ids, imgs.is_none() ? nullptr : imgs.ptr(), spec.img_h, spec.img_w);
   PyObject* cats = cat_index.ptr();
   AnnSet s;
   s.side = spec.side;
   s.num_kpts = static_cast<int32_t>(spec.num_kpts);
-  const Py_ssize_t n = PyList_Size(list);
   std::vector<double> buf;
-  for (Py_ssize_t idx = 0; idx < n; ++idx) {
-    PyObject* ann = PyList_GetItem(list, idx);
-    if (!PyDict_Check(ann))
-      throw std::invalid_argument(std::string(spec.side) + " annotation #" + std::to_string(idx) +
-                                  " is not a dict: " + repr(ann));
-    Reader rd(spec, ann, idx);
-    PyObject* img_pos = PyDict_GetItemWithError(imgs, rd.required("image_id"));
-    if (!img_pos) {
+  const Py_ssize_t num_images = PyList_Size(ids);
+  int64_t idx = -1;  // position among all annotations read, for messages about entries without an id
+  for (Py_ssize_t img = 0; img < num_images; ++img) {
+    PyObject* anns = PyDict_GetItemWithError(index, PyList_GetItem(ids, img));
+    if (!anns) {
       if (PyErr_Occurred()) {
         PyErr_Clear();
-        rd.fail("'image_id' is not hashable");
+        throw std::invalid_argument("image ids must be hashable");
       }
       continue;
     }
-    PyObject* cat_pos = PyDict_GetItemWithError(cats, rd.required("category_id"));
-    if (!cat_pos) {
-      if (PyErr_Occurred()) {
-        PyErr_Clear();
-        rd.fail("'category_id' is not hashable");
+    PyObject* fast = PySequence_Fast(anns, "imgToAnns values must be lists of annotation dicts");
+    if (!fast) {
+      PyErr_Clear();
+      throw std::invalid_argument(std::string(spec.side) + ": imgToAnns values must be lists of annotation dicts");
+    }
+    const Py_ssize_t n = PySequence_Size(fast);
+    for (Py_ssize_t j = 0; j < n; ++j) {
+      ++idx;
+      PyObject* ann = PySequence_GetItem(fast, j);
+      Py_DECREF(ann);  // still owned by the list
+      if (!PyDict_Check(ann)) {
+        Py_DECREF(fast);
+        throw std::invalid_argument(std::string(spec.side) + " annotation #" + std::to_string(idx) +
+                                    " is not a dict: " + repr(ann));
       }
-      continue;
-    }
-    const int64_t img = PyLong_AsLongLong(img_pos);
-    s.img.push_back(static_cast<int32_t>(img));
-    s.cat.push_back(static_cast<int32_t>(PyLong_AsLongLong(cat_pos)));
-    s.id.push_back(rd.integer(rd.required("id"), "'id'"));
-    s.area.push_back(rd.number(rd.required("area"), "'area'"));
-    if (spec.is_dt) {
-      s.score.push_back(rd.number(rd.required("score"), "'score'"));
-      s.iscrowd.push_back(0);
-    } else {
-      PyObject* crowd = item(ann, "iscrowd");
-      bool c = crowd && rd.truthy(crowd);
-      s.iscrowd.push_back(c);
-      bool ignore = c;
-      if (spec.iou_type == kKeypoints) {
-        PyObject* nk = rd.required("num_keypoints");
-        ignore = rd.number(nk, "'num_keypoints'") == 0 || ignore;
+      Reader rd(spec, ann, idx);
+      PyObject* cat_pos = PyDict_GetItemWithError(cats, rd.required("category_id"));
+      if (!cat_pos) {
+        if (PyErr_Occurred()) {
+          PyErr_Clear();
+          rd.fail("'category_id' is not hashable");
+        }
+        continue;
       }
-      s.ignore.push_back(ignore);
+      read_annotation(rd, ann, img, PyLong_AsLongLong(cat_pos), spec, s, buf);
     }
-    if (spec.iou_type == kBbox || (spec.iou_type == kKeypoints && !spec.is_dt)) {
-      PyObject* bb = rd.required("bbox");
-      buf.clear();
-      if (rd.numbers(bb, "'bbox'", buf) != 4) rd.fail("'bbox' must have 4 numbers [x, y, w, h], got " + repr(bb));
-      s.bbox.insert(s.bbox.end(), buf.begin(), buf.end());
-    } else {
-      s.bbox.insert(s.bbox.end(), 4, 0.0);
-    }
-    if (spec.iou_type == kKeypoints) {
-      PyObject* kp = rd.required("keypoints");
-      buf.clear();
-      int64_t len = rd.numbers(kp, "'keypoints'", buf);
-      if (len != 3 * spec.num_kpts)
-        rd.fail("'keypoints' must have " + std::to_string(3 * spec.num_kpts) +
-                " numbers (x, y, v per keypoint, as many as kpt_oks_sigmas), got " + std::to_string(len));
-      s.kpts.insert(s.kpts.end(), buf.begin(), buf.end());
-    }
-    if (spec.iou_type == kSegm) read_segmentation(rd, rd.required("segmentation"), img, spec, s);
+    Py_DECREF(fast);
   }
   s.n = static_cast<int64_t>(s.img.size());
   return s;

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import itertools
 import os
 import time
 from typing import Any
@@ -169,19 +168,6 @@ class COCOeval:
             self.params.catIds = sorted(cocoGt.getCatIds())
 
     # ------------------------------------------------------------------ evaluate
-    def _annotations(self, coco: Any, img_ids: list) -> list:
-        img_to_anns = coco.imgToAnns
-        return list(itertools.chain.from_iterable(img_to_anns.get(i, ()) for i in img_ids))
-
-    def _image_sizes(self, coco: Any, img_ids: list) -> np.ndarray:
-        imgs = coco.imgs
-        hw = np.full((len(img_ids), 2), -1, dtype=np.int64)
-        for n, i in enumerate(img_ids):
-            img = imgs.get(i)
-            if img is not None and "height" in img and "width" in img:
-                hw[n] = (img["height"], img["width"])
-        return hw
-
     def evaluate(self) -> None:
         """Match detections to ground truth per image and category (all area ranges, IoU thresholds)."""
         if self.cocoGt is None or self.cocoDt is None:
@@ -207,7 +193,6 @@ class COCOeval:
         iou_type = _IOU_TYPES[p.iouType]
         img_ids = np.asarray(p.imgIds).tolist()
         cat_ids = np.asarray(p.catIds).tolist()
-        img_index = {i: n for n, i in enumerate(img_ids)}
         cat_index: dict = {}
         for n, c in enumerate(cat_ids):
             cat_index.setdefault(c, n)
@@ -218,9 +203,10 @@ class COCOeval:
 
         sides = []
         for coco, is_dt, side in ((self.cocoGt, False, "cocoGt"), (self.cocoDt, True, "cocoDt")):
-            hw = self._image_sizes(coco, img_ids) if iou_type == 1 else np.zeros((0, 2), dtype=np.int64)
-            anns = self._annotations(coco, img_ids) if img_ids else []
-            sides.append(native.extract(anns, img_index, cat_index, iou_type, is_dt, side, hw, num_kpts))
+            imgs = getattr(coco, "imgs", None) if iou_type == 1 else None
+            sides.append(
+                native.extract(img_ids, coco.imgToAnns, imgs, cat_index, iou_type, is_dt, side, num_kpts)
+            )
         self._gt_set, self._dt_set = sides
         self._result = _run_native(
             native, self._gt_set, self._dt_set, iou_type, bool(p.useCats), len(img_ids), len(cat_ids),
