@@ -141,11 +141,13 @@ def test_json_and_tensorboard_writers(tmp_path):
     trainer = _trainer()
     json_path = tmp_path / "out" / "metrics.jsonl"
     writers = [JSONWriter(json_path), TensorboardWriter(tmp_path / "tb")]
-    trainer.register_hooks([IterationTimer(), PeriodicWriter(writers, period=4)])
+    final_eval = EvalHook(0, lambda: {"bbox": {"AP": 12.5}})  # runs after the writers wrote iteration 9
+    trainer.register_hooks([IterationTimer(), final_eval, PeriodicWriter(writers, period=4)])
     trainer.train(0, 10)
     lines = [json.loads(line) for line in json_path.read_text().splitlines()]
-    assert [d["iteration"] for d in lines] == [3, 7, 9]
+    assert [d["iteration"] for d in lines] == [3, 7, 9, 9]
     assert {"total_loss", "loss_mse", "time", "data_time"} <= set(lines[0])
+    assert lines[-1] == {"iteration": 9, "bbox/AP": 12.5}
     events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
     assert len(events) == 1
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -153,6 +155,7 @@ def test_json_and_tensorboard_writers(tmp_path):
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     assert [e.step for e in acc.Scalars("total_loss")] == [3, 7, 9]
+    assert [(e.step, e.value) for e in acc.Scalars("bbox/AP")] == [(9, 12.5)]
 
 
 def test_console_writer_plain_lines_and_tty():

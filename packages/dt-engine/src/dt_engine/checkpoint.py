@@ -26,7 +26,14 @@ from torch import nn
 from .comm import all_gather_object, get_rank, get_world_size, is_main_process
 from .ema import unwrap_model
 
-__all__ = ["Checkpointer", "Stateful", "atomic_torch_save", "capture_rng_state", "restore_rng_state"]
+__all__ = [
+    "Checkpointer",
+    "Stateful",
+    "atomic_torch_save",
+    "atomic_write_text",
+    "capture_rng_state",
+    "restore_rng_state",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +68,11 @@ def _atomic_write(path: Path, write: Any) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file + fsync + rename + directory fsync."""
+    _atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
@@ -130,9 +142,12 @@ class Checkpointer:
         self.config = config
         self.checkpointables = {k: v for k, v in checkpointables.items() if v is not None}
 
-    def save(self, name: str, *, iteration: int) -> Path:
-        """Write ``<save_dir>/<name>.pth`` and point ``last_checkpoint`` at it; returns its path."""
-        rng = all_gather_object(capture_rng_state())
+    def save(self, name: str, *, iteration: int, collective: bool = True) -> Path:
+        """Write ``<save_dir>/<name>.pth`` and point ``last_checkpoint`` at it; returns its path.
+
+        ``collective=False`` (a call made by the main process alone) stores only its RNG state.
+        """
+        rng = all_gather_object(capture_rng_state()) if collective else [capture_rng_state()]
         path = self.save_dir / f"{name}.pth"
         if not is_main_process():
             return path
@@ -146,7 +161,7 @@ class Checkpointer:
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         atomic_torch_save(data, path)
-        _atomic_write(self.save_dir / LAST_CHECKPOINT, lambda f: f.write(path.name.encode()))
+        atomic_write_text(self.save_dir / LAST_CHECKPOINT, path.name)
         logger.info("saved checkpoint %s (iteration %d)", path, iteration)
         return path
 

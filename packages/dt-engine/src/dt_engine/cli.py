@@ -9,6 +9,7 @@ traceback; it is detected before anything is written, so earlier results are kep
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -151,6 +152,7 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dt`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return _plot(args) if args.command == "plot" else _run(args)
     except (ConfigError, InputError) as err:

@@ -170,8 +170,9 @@ class EvalHook(HookBase):
 class BestCheckpointer(HookBase):
     """Saves ``<file_prefix>.pth`` whenever ``val_metric`` (e.g. ``bbox/AP``) improves.
 
-    Register it after the ``EvalHook`` with the same ``eval_period``. Its best value is part
-    of the trainer's state, so a resumed run keeps comparing against it.
+    Register it after the ``EvalHook`` with the same ``eval_period``, on the main process only
+    (where evaluation results are). Its best value is part of the trainer's state, so a resumed
+    run keeps comparing against it.
     """
 
     def __init__(
@@ -205,7 +206,7 @@ class BestCheckpointer(HookBase):
         value, _ = latest
         if math.isfinite(value) and self._better(value):
             self.best_metric, self.best_iter = value, iteration
-            self.checkpointer.save(self.file_prefix, iteration=iteration)
+            self.checkpointer.save(self.file_prefix, iteration=iteration, collective=False)
 
     def after_step(self) -> None:
         state = self.state

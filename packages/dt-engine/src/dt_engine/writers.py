@@ -32,20 +32,24 @@ class EventWriter:
         """Release files; the default has none."""
 
 
-def _new_scalars(storage: EventStorage, window: int, after: int) -> dict[int, dict[str, float]]:
-    """Scalars recorded after iteration ``after``, grouped by iteration (smoothed where hinted)."""
+def _new_scalars(storage: EventStorage, window: int, written: dict[str, int]) -> dict[int, dict[str, float]]:
+    """Scalars whose latest value is newer than the one last written (``written``: name -> iteration,
+    updated), grouped by iteration and smoothed where hinted. Results recorded after the writer
+    already wrote their iteration (a final evaluation) are still written, once."""
     by_iter: dict[int, dict[str, float]] = {}
     for name, (value, it) in storage.latest_with_smoothing_hint(window).items():
-        if it > after:
+        if it > written.get(name, -1):
             by_iter.setdefault(it, {})[name] = value
+            written[name] = it
     return by_iter
 
 
 class JSONWriter(EventWriter):
     """Appends one JSON object per iteration to ``path``: ``{"iteration": 19, "total_loss": 0.5, ...}``.
 
-    Lines are appended and flushed, so a resumed run continues the same file; readers take
-    the last line of an iteration that appears twice.
+    Lines are appended and flushed, so a resumed run continues the same file. An iteration can
+    appear on two lines (a final evaluation recorded after its losses were written; a resumed
+    run redoing iterations): readers merge them, the last value of a metric winning.
     """
 
     def __init__(self, path: str | os.PathLike[str], window_size: int = 20) -> None:
@@ -53,15 +57,14 @@ class JSONWriter(EventWriter):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a", encoding="utf-8")
         self.window_size = window_size
-        self._last_written = -1
+        self._written: dict[str, int] = {}
 
     def write(self) -> None:
-        by_iter = _new_scalars(get_event_storage(), self.window_size, self._last_written)
+        by_iter = _new_scalars(get_event_storage(), self.window_size, self._written)
         for it in sorted(by_iter):
             self._file.write(json.dumps({"iteration": it, **by_iter[it]}, sort_keys=True) + "\n")
         if by_iter:
             self._file.flush()
-            self._last_written = max(by_iter)
 
     def close(self) -> None:
         self._file.close()
@@ -75,16 +78,15 @@ class TensorboardWriter(EventWriter):
 
         self._writer = SummaryWriter(log_dir=str(log_dir))
         self.window_size = window_size
-        self._last_written = -1
+        self._written: dict[str, int] = {}
 
     def write(self) -> None:
-        by_iter = _new_scalars(get_event_storage(), self.window_size, self._last_written)
+        by_iter = _new_scalars(get_event_storage(), self.window_size, self._written)
         for it in sorted(by_iter):
             for name, value in by_iter[it].items():
                 self._writer.add_scalar(name, value, it)
         if by_iter:
             self._writer.flush()
-            self._last_written = max(by_iter)
 
     def close(self) -> None:
         self._writer.close()
