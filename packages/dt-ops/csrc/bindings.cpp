@@ -79,6 +79,7 @@ void bind_dtype(nb::module_& m) {
   auto roi_align_fwd = [](Map4 input, const T* rois, size_t num_rois, double spatial_scale, int64_t sampling_ratio,
                           bool aligned, bool rotated, OutMap4 output, int threads) {
     require(output.shape(0) == num_rois && output.shape(1) == input.shape(1), "roi_align: output shape mismatch");
+    require(input.shape(2) * input.shape(3) < (size_t(1) << 31), "roi_align: feature planes must be < 2^31 elements");
     dt::cpu::roi_align_forward<T>(input.data(), input.shape(0), input.shape(1), input.shape(2), input.shape(3),
                                   rois, num_rois, output.shape(2), output.shape(3), spatial_scale,
                                   sampling_ratio, aligned, rotated, output.data(), threads);
@@ -87,6 +88,8 @@ void bind_dtype(nb::module_& m) {
                           int64_t sampling_ratio, bool aligned, bool rotated, OutMap4 grad_input, int threads) {
     require(grad_output.shape(0) == num_rois && grad_output.shape(1) == grad_input.shape(1),
             "roi_align_backward: shape mismatch");
+    require(grad_input.shape(2) * grad_input.shape(3) < (size_t(1) << 31),
+            "roi_align: feature planes must be < 2^31 elements");
     dt::cpu::roi_align_backward<T>(grad_output.data(), grad_input.shape(0), grad_input.shape(1),
                                    grad_input.shape(2), grad_input.shape(3), rois, num_rois, grad_output.shape(2),
                                    grad_output.shape(3), spatial_scale, sampling_ratio, aligned, rotated,

@@ -118,3 +118,13 @@ def test_box_iou_empty_and_zero_area():
 def test_validation_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_batched_nms_tie_order_follows_torchvision_per_class_path():
+    # Above 1000 boxes torchvision orders the kept boxes with torch's descending sort of their scores.
+    boxes = random_boxes(1500, size=300.0)
+    scores = torch.rand(1500).round(decimals=2)  # many equal scores
+    idxs = torch.randint(0, 5, (1500,))
+    keep = dt_ops.batched_nms(boxes, scores, idxs, 0.5)
+    kept = batched_nms_ref(boxes, scores, idxs, 0.5).sort().values
+    assert torch.equal(keep, kept[scores[kept].sort(descending=True).indices])

@@ -19,10 +19,24 @@ def nms_impl(kernel: str, boxes: Tensor, scores: Tensor, idxs: Tensor | None, io
     boxes, scores = boxes.contiguous(), scores.contiguous()
     idxs = idxs.contiguous() if idxs is not None else None
     if boxes.device.type == "cuda":
-        return _nms_cuda(kernel, boxes, scores, idxs, iou_threshold)
-    keep = torch.empty(n, dtype=torch.int64)
-    count = _native.call(kernel, boxes.device, boxes, scores, idxs, iou_threshold, keep)
-    return keep[:count].clone()
+        keep = _nms_cuda(kernel, boxes, scores, idxs, iou_threshold)
+    else:
+        keep = torch.empty(n, dtype=torch.int64)
+        count = _native.call(kernel, boxes.device, boxes, scores, idxs, iou_threshold, keep)
+        keep = keep[:count].clone()
+    if idxs is not None and _sorts_like_per_class_loop(kernel, boxes):
+        # Same tie order as torchvision's per-class path and detectron2's batched_nms_rotated: kept
+        # indices in increasing order, then torch's (unstable) descending sort of their scores.
+        keep = keep.sort().values
+        keep = keep[scores[keep].sort(descending=True).indices]
+    return keep
+
+
+def _sorts_like_per_class_loop(kernel: str, boxes: Tensor) -> bool:
+    # torchvision's batched_nms loops over classes above 4000 (CPU) / 20000 (CUDA) box coordinates and
+    # otherwise runs one NMS on offset boxes (ties: lower index first, as here); detectron2's rotated
+    # variant always loops.
+    return kernel == "nms_rotated" or boxes.numel() > (4000 if boxes.device.type == "cpu" else 20000)
 
 
 def _nms_cuda(

@@ -117,7 +117,9 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         iou_threshold: discard boxes with IoU > iou_threshold.
 
     Returns:
-        ``Tensor[K]`` int64 indices of the kept boxes, in decreasing score order.
+        ``Tensor[K]`` int64 indices of the kept boxes, in decreasing score order. Equal scores are
+        ordered exactly as torchvision's ``batched_nms`` orders them (lower index first up to 1000
+        boxes on CPU; above, by torch's descending sort of the kept scores, as its per-class loop).
     """
     threshold = _check_nms_args("batched_nms", boxes, scores, iou_threshold, 4)
     _check_idxs("batched_nms", boxes, idxs)

@@ -41,6 +41,15 @@ def _grouped(weight: Tensor, groups: int) -> Tensor:
     return weight.reshape(groups, weight.shape[0] // groups, -1)
 
 
+def _image(t: Tensor | None, b: int) -> Tensor | None:
+    """Image b of a batched tensor, keeping the batch dim (a contiguous view)."""
+    return t[b : b + 1] if t is not None else None
+
+
+# Images are processed one at a time: the columns of one image are reused from the allocator's cache
+# and stay closer to the CPU caches between the sampling kernel and the matmul.
+
+
 @torch.library.custom_op("dt::deform_conv2d", mutates_args=())
 def _deform_conv2d_op(
     input: Tensor, weight: Tensor, offset: Tensor, mask: Tensor | None, bias: Tensor | None,
@@ -49,13 +58,16 @@ def _deform_conv2d_op(
     input, weight, offset = input.contiguous(), weight.contiguous(), offset.contiguous()
     mask = mask.contiguous() if mask is not None else None
     geometry = _geometry(weight, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w)
-    b, c_out, groups = input.shape[0], weight.shape[0], input.shape[1] // weight.shape[1]
+    c_out, groups = weight.shape[0], input.shape[1] // weight.shape[1]
     out_h, out_w = offset.shape[2], offset.shape[3]
-    columns = _im2col(input, offset, mask, geometry)  # [B, C * K, L]
-    columns = columns.view(b, groups, weight.shape[1] * weight.shape[2] * weight.shape[3], out_h * out_w)
-    output = torch.matmul(_grouped(weight, groups), columns).view(b, c_out, out_h, out_w)
+    output = input.new_empty((input.shape[0], c_out, out_h, out_w))
+    weight_g = _grouped(weight, groups)  # [G, Cout / G, Cin / G * K]
+    for b in range(input.shape[0]):
+        columns = _im2col(_image(input, b), _image(offset, b), _image(mask, b), geometry)
+        columns = columns.view(groups, weight_g.shape[2], out_h * out_w)
+        torch.bmm(weight_g, columns, out=output[b].view(groups, c_out // groups, out_h * out_w))
     if bias is not None:
-        output = output + bias.view(1, -1, 1, 1)
+        output += bias.view(1, -1, 1, 1)
     return output
 
 
@@ -79,27 +91,36 @@ def _deform_conv2d_backward_op(
     )
     mask = mask.contiguous() if mask is not None else None
     geometry = _geometry(weight, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w)
-    b, groups = input.shape[0], input.shape[1] // weight.shape[1]
+    groups = input.shape[1] // weight.shape[1]
     length = offset.shape[2] * offset.shape[3]
-    grad_g = grad.view(b, groups, weight.shape[0] // groups, length)  # [B, G, Cout / G, L]
-    grad_columns = torch.matmul(_grouped(weight, groups).transpose(1, 2), grad_g)  # [B, G, Cin / G * K, L]
-    grad_columns = grad_columns.reshape(b, input.shape[1] * weight.shape[2] * weight.shape[3], length)
+    weight_g = _grouped(weight, groups)  # [G, Cout / G, Cin / G * K]
     grad_input = torch.zeros_like(input)
-    grad_offset = torch.empty_like(offset)
-    grad_mask = torch.empty_like(mask) if mask is not None else input.new_empty(0)
-    if grad_columns.numel() > 0:
-        _native.call("deform_col2im", input.device, grad_columns, offset, mask, *geometry, grad_input)
-        _native.call(
-            "deform_col2im_coord", input.device, grad_columns, input, offset, mask, *geometry,
-            grad_offset, grad_mask if mask is not None else None,
-        )  # fmt: skip
-    else:
-        grad_offset.zero_()
-        grad_mask.zero_()
-    columns = _im2col(input, offset, mask, geometry).view(b, groups, grad_columns.shape[1] // groups, length)
-    grad_weight = torch.matmul(grad_g, columns.transpose(2, 3)).sum(0).view_as(weight)
+    grad_offset = torch.zeros_like(offset)
+    grad_mask = torch.zeros_like(mask) if mask is not None else input.new_empty(0)
+    grad_weight = torch.zeros_like(weight_g)
+    for b in range(input.shape[0]):
+        grad_b = grad[b].view(groups, weight_g.shape[1], length)  # [G, Cout / G, L]
+        grad_columns = torch.bmm(weight_g.transpose(1, 2), grad_b)  # [G, Cin / G * K, L]
+        grad_columns = grad_columns.view(1, groups * weight_g.shape[2], length)
+        input_b, offset_b, mask_b = _image(input, b), _image(offset, b), _image(mask, b)
+        if grad_columns.numel() > 0:
+            _native.call(
+                "deform_col2im",
+                input.device,
+                grad_columns,
+                offset_b,
+                mask_b,
+                *geometry,
+                grad_input[b : b + 1],
+            )
+            _native.call(
+                "deform_col2im_coord", input.device, grad_columns, input_b, offset_b, mask_b, *geometry,
+                grad_offset[b : b + 1], _image(grad_mask, b) if mask is not None else None,
+            )  # fmt: skip
+        columns = _im2col(input_b, offset_b, mask_b, geometry).view(groups, weight_g.shape[2], length)
+        grad_weight.baddbmm_(grad_b, columns.transpose(1, 2))
     grad_bias = grad.sum(dim=(0, 2, 3))
-    return grad_input, grad_offset, grad_weight, grad_bias, grad_mask
+    return grad_input, grad_offset, grad_weight.view_as(weight), grad_bias, grad_mask
 
 
 @_deform_conv2d_backward_op.register_fake
