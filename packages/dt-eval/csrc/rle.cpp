@@ -10,19 +10,42 @@
 namespace dt_eval {
 
 void rle_from_poly(const double* xy, int64_t k, uint64_t h, uint64_t w, Rle& out) {
+  // Scratch buffers reused across calls on the same thread.
+  thread_local std::vector<int> x, y;
+  thread_local std::vector<uint32_t> a;
   const double scale = 5;
-  std::vector<int> x(k + 1), y(k + 1);
+  x.resize(k + 1);
+  y.resize(k + 1);
   for (int64_t j = 0; j < k; ++j) x[j] = static_cast<int>(scale * xy[j * 2 + 0] + .5);
   x[k] = x[0];
   for (int64_t j = 0; j < k; ++j) y[j] = static_cast<int>(scale * xy[j * 2 + 1] + .5);
   y[k] = y[0];
-  // Dense boundary points of every edge (upsampled grid).
-  std::vector<int> u, v;
-  size_t total = 0;
-  for (int64_t j = 0; j < k; ++j)
-    total += static_cast<size_t>(std::max(std::abs(x[j] - x[j + 1]), std::abs(y[j] - y[j + 1]))) + 1;
-  u.reserve(total);
-  v.reserve(total);
+  a.clear();
+  const double wmax = static_cast<double>(w - 1), hd = static_cast<double>(h);
+  // Walk the dense boundary points of every edge (upsampled grid) in order; wherever consecutive points
+  // change column, record the crossing of the pixel column centre, downsampled to the image grid.
+  // This is maskApi.c's two passes (dense points u, v, then crossings) fused into one.
+  bool first = true;
+  int pu = 0, pv = 0;
+  auto visit = [&](int cu, int cv) {
+    if (!first && cu != pu) {
+      double xd = static_cast<double>(cu < pu ? cu : cu - 1);
+      xd = (xd + .5) / scale - .5;
+      if (std::floor(xd) == xd && xd >= 0 && xd <= wmax) {
+        double yd = static_cast<double>(cv < pv ? cv : pv);
+        yd = (yd + .5) / scale - .5;
+        if (yd < 0)
+          yd = 0;
+        else if (yd > hd)
+          yd = hd;
+        yd = std::ceil(yd);
+        a.push_back(static_cast<uint32_t>(static_cast<int>(xd) * static_cast<int>(h) + static_cast<int>(yd)));
+      }
+    }
+    first = false;
+    pu = cu;
+    pv = cv;
+  };
   for (int64_t j = 0; j < k; ++j) {
     int xs = x[j], xe = x[j + 1], ys = y[j], ye = y[j + 1];
     int dx = std::abs(xe - xs), dy = std::abs(ys - ye);
@@ -35,36 +58,16 @@ void rle_from_poly(const double* xy, int64_t k, uint64_t h, uint64_t w, Rle& out
     if (dx >= dy) {
       for (int d = 0; d <= dx; ++d) {
         int t = flip ? dx - d : d;
-        u.push_back(t + xs);
-        v.push_back(static_cast<int>(ys + s * t + .5));
+        visit(t + xs, static_cast<int>(ys + s * t + .5));
       }
     } else {
       for (int d = 0; d <= dy; ++d) {
         int t = flip ? dy - d : d;
-        v.push_back(t + ys);
-        u.push_back(static_cast<int>(xs + s * t + .5));
+        visit(static_cast<int>(xs + s * t + .5), t + ys);
       }
     }
   }
-  // Points where the boundary crosses a pixel column centre, downsampled to the image grid.
-  std::vector<uint32_t> a;
-  a.reserve(u.size() + 1);
-  const double wmax = static_cast<double>(w - 1);
-  for (size_t j = 1; j < u.size(); ++j) {
-    if (u[j] == u[j - 1]) continue;
-    double xd = static_cast<double>(u[j] < u[j - 1] ? u[j] : u[j] - 1);
-    xd = (xd + .5) / scale - .5;
-    if (std::floor(xd) != xd || xd < 0 || xd > wmax) continue;
-    double yd = static_cast<double>(v[j] < v[j - 1] ? v[j] : v[j - 1]);
-    yd = (yd + .5) / scale - .5;
-    if (yd < 0)
-      yd = 0;
-    else if (yd > static_cast<double>(h))
-      yd = static_cast<double>(h);
-    yd = std::ceil(yd);
-    int xi = static_cast<int>(xd), yi = static_cast<int>(yd);
-    a.push_back(static_cast<uint32_t>(xi * static_cast<int>(h) + yi));
-  }
+  // Run lengths between the sorted crossing points (maskApi.c's rle encoding of y-boundary points).
   a.push_back(static_cast<uint32_t>(h * w));
   std::sort(a.begin(), a.end());
   uint32_t prev = 0;
