@@ -206,3 +206,39 @@ def test_inference_logs_per_image_time_and_shows_progress(dataset, tmp_path, cap
     assert "bbox" in res
     assert any("s / img per device" in r.getMessage() for r in caplog.records)
     assert "inference" in capsys.readouterr().err  # the progress bar
+
+
+def test_coco_api_from_dataset_dicts_round_trip(dataset):
+    from dt_eval.coco_format import coco_api_from_dataset_dicts, convert_to_coco_dict
+
+    gt, results = dataset
+    meta = _metadata(gt)
+    mapping = meta["thing_dataset_id_to_contiguous_id"]
+    dicts = []
+    for im in gt["images"]:
+        anns = [
+            {"bbox": [a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]],
+             "bbox_mode": 0, "category_id": mapping[a["category_id"]], "iscrowd": a["iscrowd"],
+             "segmentation": a["segmentation"]}
+            for a in gt["annotations"] if a["image_id"] == im["id"]
+        ]  # fmt: skip
+        dicts.append(
+            {"image_id": im["id"], "height": im["height"], "width": im["width"], "annotations": anns}
+        )
+    coco = coco_api_from_dataset_dicts(dicts, meta)
+    assert sorted(coco.getCatIds()) == sorted(mapping)
+    converted = convert_to_coco_dict(dicts, meta)
+    for a, b in zip(converted["annotations"], gt["annotations"], strict=True):
+        np.testing.assert_allclose(a["bbox"], b["bbox"], atol=1e-4)  # BoxMode.convert: float32, as detectron2
+        assert a["category_id"] == b["category_id"]
+    # polygon areas are shoelace areas, as detectron2 computes them
+    E = COCOeval(
+        coco,
+        coco.loadRes([{k: r[k] for k in ("image_id", "category_id", "bbox", "score")} for r in results]),
+        "bbox",
+    )
+    with contextlib.redirect_stdout(io.StringIO()):
+        E.evaluate()
+        E.accumulate()
+        E.summarize()
+    assert 0 < E.stats[0] < 1

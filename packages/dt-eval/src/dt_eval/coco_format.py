@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-__all__ = ["convert_to_coco_dict", "convert_to_coco_json", "instances_to_coco_json", "validate_results"]
+__all__ = [
+    "coco_api_from_dataset_dicts",
+    "convert_to_coco_dict",
+    "convert_to_coco_json",
+    "instances_to_coco_json",
+    "validate_results",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +154,20 @@ def convert_to_coco_dict(dataset_dicts: Sequence[dict], metadata: Any = None) ->
             annotations.append(coco_ann)
     info = {"date_created": str(datetime.datetime.now()), "description": "converted by dt_eval"}
     return {"info": info, "images": images, "categories": categories, "annotations": annotations}
+
+
+def coco_api_from_dataset_dicts(dataset_dicts: Sequence[dict], metadata: Any = None) -> Any:
+    """A ``pycocotools.coco.COCO`` of dataset dicts (e.g. from dt-data's loaders), for ``COCOeval``."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = convert_to_coco_dict(dataset_dicts, metadata)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
 
 
 def convert_to_coco_json(
