@@ -75,9 +75,14 @@ def test_ids_zero_and_crowd_only_images():
     assert_same_eval(*run_both(gt, res, "bbox"))
 
 
+@pytest.mark.parametrize("use_cats", [1, 0])
 @pytest.mark.parametrize("iou_type", IOU_TYPES)
-def test_eval_imgs_and_ious(iou_type):
-    ref, ours = run_both(*make_dataset(seed=6, num_images=12), iou_type)
+def test_eval_imgs_and_ious(iou_type, use_cats):
+    def setup(p):
+        p.useCats = use_cats
+        p.maxDets = [1, 2, 3]  # images with more detections than the last limit
+
+    ref, ours = run_both(*make_dataset(seed=6, num_images=12), iou_type, setup)
     assert ref.ious.keys() == ours.ious.keys()
     for key, a in ref.ious.items():
         b = ours.ious[key]
