@@ -242,3 +242,32 @@ def test_coco_api_from_dataset_dicts_round_trip(dataset):
         E.accumulate()
         E.summarize()
     assert 0 < E.stats[0] < 1
+
+
+def test_keypoints_from_model_outputs(dataset, tmp_path):
+    gt, results = dataset
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    inputs, outputs = _outputs(gt, results, with_masks=False)
+    by_image: dict = {}
+    for r in results:
+        by_image.setdefault(r["image_id"], []).append(r)
+    for inp, out in zip(inputs, outputs, strict=True):
+        kps = [
+            np.asarray(r["keypoints"], dtype=np.float32).reshape(-1, 3)
+            for r in by_image.get(inp["image_id"], [])
+        ]
+        kps = np.stack(kps) if kps else np.zeros((0, 17, 3), dtype=np.float32)
+        kps[:, :, :2] += 0.5  # model outputs use pixel corners; the evaluator subtracts 0.5 again
+        out["instances"].pred_keypoints = torch.from_numpy(kps)
+    ev = COCOEvaluator(
+        "kp", coco_json=str(path), output_dir=str(tmp_path), tasks=["keypoints"], metadata=_metadata(gt)
+    )
+    ev.process(inputs, outputs)
+    res = ev.evaluate()["keypoints"]
+    assert set(res) >= {"AP", "AP50", "AP75", "APm", "APl"}
+    written = json.loads((tmp_path / "coco_instances_results.json").read_text())
+    np.testing.assert_allclose(written[0]["keypoints"], results[0]["keypoints"], atol=1e-3)
+    ref = _reference_stats(gt, written, "keypoints")
+    assert res["AP"] == pytest.approx(ref[0] * 100)
+    assert res["AP"] > 5
