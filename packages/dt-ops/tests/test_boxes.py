@@ -4,6 +4,8 @@ import pytest
 import torch
 from dt_ops_inputs import non_contiguous, random_boxes
 from dt_ops_reference import batched_nms_ref, box_iou_ref, nms_ref
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import dt_ops
 
@@ -128,3 +130,31 @@ def test_batched_nms_tie_order_follows_torchvision_per_class_path():
     keep = dt_ops.batched_nms(boxes, scores, idxs, 0.5)
     kept = batched_nms_ref(boxes, scores, idxs, 0.5).sort().values
     assert torch.equal(keep, kept[scores[kept].sort(descending=True).indices])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(
+            *[st.floats(0, 50, width=32)] * 2, *[st.floats(0, 20, width=32)] * 2, st.floats(0, 1, width=32)
+        ),
+        max_size=40,
+    ),
+    threshold=st.floats(0.05, 0.95),
+)
+def test_nms_properties(data, threshold):
+    table = torch.tensor(data, dtype=torch.float32).view(-1, 5)
+    boxes = torch.cat([table[:, :2], table[:, :2] + table[:, 2:4]], dim=1)
+    scores = table[:, 4]
+    keep = dt_ops.nms(boxes, scores, threshold)
+    iou = box_iou_ref(boxes, boxes)
+    kept = set(keep.tolist())
+    # kept boxes never overlap each other above the threshold
+    for a in kept:
+        for b in kept:
+            assert a == b or not iou[a, b] > threshold
+    # every dropped box is suppressed by a kept box ranked before it
+    rank = {i: r for r, i in enumerate(sorted(range(len(scores)), key=lambda i: (-scores[i].item(), i)))}
+    for j in set(range(len(scores))) - kept:
+        assert any(rank[i] < rank[j] and iou[i, j] > threshold for i in kept)
+    assert keep.tolist() == sorted(kept, key=rank.get)
