@@ -57,6 +57,18 @@ def test_missing_field_is_named(data):
         _evaluate(gt, dt, "bbox")
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("areaRng", [0, 1e10], "areaRng"), ("maxDets", [1, 2.5, 3], "maxDets"), ("maxDets", [], "maxDets")],
+)
+def test_bad_params(data, field, value, message):
+    gt, dt = load(*data, "bbox")
+    E = COCOeval(gt, dt, "bbox")
+    setattr(E.params, field, value)
+    with pytest.raises(ValueError, match=message), contextlib.redirect_stdout(io.StringIO()):
+        E.evaluate()
+
+
 def test_unknown_iou_type():
     with pytest.raises(ValueError, match="iouType"):
         COCOeval(None, None, "boxes")

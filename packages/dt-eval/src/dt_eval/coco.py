@@ -198,8 +198,12 @@ class COCOeval:
             cat_index.setdefault(c, n)
         sigmas = np.ascontiguousarray(getattr(p, "kpt_oks_sigmas", np.zeros(0)), dtype=np.float64).reshape(-1)
         num_kpts = len(sigmas) if iou_type == 2 else 0
-        area_rng = np.ascontiguousarray(np.asarray(p.areaRng, dtype=np.float64).reshape(-1, 2))
+        area_rng = np.ascontiguousarray(np.asarray(p.areaRng, dtype=np.float64))
+        if area_rng.ndim != 2 or area_rng.shape[1] != 2:
+            raise ValueError(f"params.areaRng must be [[lo, hi], ...], got {p.areaRng!r}")
         iou_thrs = np.ascontiguousarray(np.asarray(p.iouThrs, dtype=np.float64).reshape(-1))
+        if any(int(m) != m or m < 0 for m in p.maxDets):
+            raise ValueError(f"params.maxDets must be non-negative integers, got {p.maxDets!r}")
 
         sides = []
         for coco, is_dt, side in ((self.cocoGt, False, "cocoGt"), (self.cocoDt, True, "cocoDt")):
