@@ -26,6 +26,7 @@ def golden():
     with torch.no_grad():
         images = model.preprocess_image(inputs)
         features = model.backbone(images.tensor)
+        features_nhwc = model._features(images)  # the inference path (channels-last on CPU)
         proposals, _ = model.proposal_generator(images, features, None)
         given = Instances(images.image_sizes[0])
         given.proposal_boxes = Boxes(io["proposal_boxes"])
@@ -35,13 +36,15 @@ def golden():
         raw = model.inference(inputs, do_postprocess=False)[0]
         final = model(inputs)[0]["instances"]
     return dict(
-        io=io, features=features, proposals=proposals[0], logits=logits, deltas=deltas, raw=raw, final=final
-    )
+        io=io, features=features, features_nhwc=features_nhwc, proposals=proposals[0], logits=logits,
+        deltas=deltas, raw=raw, final=final,
+    )  # fmt: skip
 
 
 def test_features(golden):
     for name, expected in golden["io"]["features"].items():
         assert (golden["features"][name] - expected).abs().max() <= 1e-3, name
+        assert (golden["features_nhwc"][name] - expected).abs().max() <= 1e-3, name
 
 
 def test_proposals_top_900(golden):

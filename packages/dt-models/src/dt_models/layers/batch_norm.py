@@ -28,11 +28,15 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features) - eps)
 
+    def scale_and_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, shift)``, each ``Tensor[C]``, with ``forward(x) = x * scale + shift`` per channel."""
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        return scale, self.bias - self.running_mean * scale
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.requires_grad:
-            scale = self.weight * (self.running_var + self.eps).rsqrt()  # [C]
-            bias = self.bias - self.running_mean * scale
-            return x * scale.to(x.dtype).view(1, -1, 1, 1) + bias.to(x.dtype).view(1, -1, 1, 1)
+            scale, shift = self.scale_and_shift()
+            return x * scale.to(x.dtype).view(1, -1, 1, 1) + shift.to(x.dtype).view(1, -1, 1, 1)
         return F.batch_norm(
             x, self.running_mean, self.running_var, self.weight, self.bias, training=False, eps=self.eps
         )

@@ -68,6 +68,13 @@ class _ImageModel(nn.Module):
             padding_constraints=self.backbone.padding_constraints,
         )
 
+    def _features(self, images: ImageList) -> dict[str, torch.Tensor]:
+        x = images.tensor
+        if x.device.type == "cpu":
+            # oneDNN convolutions are markedly faster on NHWC; every op downstream accepts it
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone(x)
+
     def _gt_instances(self, batched_inputs: Sequence[dict[str, Any]]) -> list[Instances]:
         missing = [i for i, x in enumerate(batched_inputs) if "instances" not in x]
         if missing:
@@ -110,7 +117,7 @@ class GeneralizedRCNN(_ImageModel):
             return self.inference(batched_inputs)
         images = self.preprocess_image(batched_inputs)
         gt_instances = self._gt_instances(batched_inputs)
-        features = self.backbone(images.tensor)
+        features = self._features(images)
         proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
         _, detector_losses = self.roi_heads(images, features, proposals, gt_instances)
         return {**detector_losses, **proposal_losses}
@@ -128,7 +135,7 @@ class GeneralizedRCNN(_ImageModel):
         if self.training:
             raise RuntimeError("inference needs eval mode; call model.eval() first")
         images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
+        features = self._features(images)
         if detected_instances is None:
             proposals, _ = self.proposal_generator(images, features, None)
             results, _ = self.roi_heads(images, features, proposals, None)
@@ -164,7 +171,7 @@ class ProposalNetwork(_ImageModel):
 
     def forward(self, batched_inputs: Sequence[dict[str, Any]]):
         images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
+        features = self._features(images)
         gt_instances = self._gt_instances(batched_inputs) if self.training else None
         proposals, losses = self.proposal_generator(images, features, gt_instances)
         if self.training:

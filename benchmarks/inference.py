@@ -1,0 +1,181 @@
+"""dt-models inference speed on CPU (torch at 2 threads): median of 5 timed runs after 2 warm-ups.
+
+(a) ``golden``: the narrow Mask R-CNN R50-FPN of ``shared/golden/models/mask_rcnn_R_50_FPN`` (its
+    detectron2 config, weights and ``io.pt`` image, 100 detections); also checks that the outputs
+    equal detectron2's within the golden README tolerances.
+(b) ``full``: the full-width Mask R-CNN R50-FPN (detectron2's mask_rcnn_R_50_FPN_3x architecture, 80
+    classes), random weights whose frozen-BN statistics are set to their inputs' per-channel mean and
+    variance in one forward pass, on scikit-image's astronaut resized to 800x800.
+
+Each case runs in its own spawned process so its peak memory (max RSS) is its own. Prints JSON.
+
+    python benchmarks/inference.py [--cases golden,full] [--runs 5] [--warmup 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = (
+    Path(os.environ.get("DT_GOLDEN", ROOT.parent / "shared" / "golden")) / "models" / "mask_rcnn_R_50_FPN"
+)
+DETECTRON2_SECONDS = {"golden": (0.20, 0.33), "full": (3.4, 3.9), "train_step": (6.1, 8.0)}
+GOALS = {"golden": 0.7, "full": 0.7, "train_step": 0.8}
+
+
+def full_width_config():
+    """detectron2's mask_rcnn_R_50_FPN_3x architecture (80 classes) as a dt ``ModelConfig``."""
+    from dt_models.config import GeneralizedRCNNConfig, MaskRCNNConvUpsampleHeadConfig, StandardROIHeadsConfig
+
+    return GeneralizedRCNNConfig(roi_heads=StandardROIHeadsConfig(mask_head=MaskRCNNConvUpsampleHeadConfig()))
+
+
+def astronaut_bgr(size: int) -> torch.Tensor:
+    """scikit-image's astronaut as a BGR ``Tensor[3, size, size]`` uint8."""
+    from skimage import data
+
+    rgb = torch.from_numpy(np.ascontiguousarray(data.astronaut())).permute(2, 0, 1).float()[None]
+    rgb = torch.nn.functional.interpolate(rgb, size=(size, size), mode="bilinear", align_corners=False)
+    return rgb[0].flip(0).round().clamp(0, 255).to(torch.uint8)
+
+
+@torch.no_grad()
+def calibrate_frozen_bn(model, batched_inputs) -> None:
+    """Set each FrozenBN's statistics to its input's per-channel mean/variance in one forward pass.
+
+    dt folds a FrozenBN into the convolution before it, so the statistics are taken on that
+    convolution's raw output, just before they are used.
+    """
+    from dt_models.layers import Conv2d, FrozenBatchNorm2d
+
+    def hook(conv, args):
+        y = torch.nn.functional.conv2d(
+            args[0], conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups
+        )
+        conv.norm.running_mean.copy_(y.mean(dim=(0, 2, 3)))
+        conv.norm.running_var.copy_(y.var(dim=(0, 2, 3), unbiased=False))
+
+    convs = [m for m in model.modules() if isinstance(m, Conv2d) and isinstance(m.norm, FrozenBatchNorm2d)]
+    handles = [conv.register_forward_pre_hook(hook) for conv in convs]
+    try:
+        model.backbone(model.preprocess_image(batched_inputs).tensor)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def time_runs(fn, runs: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of ``runs`` calls of ``fn`` after ``warmup`` calls.
+
+    On a shared machine wall time varies with the load; CPU time (all threads) varies less.
+    """
+    for _ in range(warmup):
+        fn()
+    wall, cpu = [], []
+    for _ in range(runs):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
+
+
+def _golden_matches(instances, io) -> dict:
+    shape = tuple(io["pred_masks_shape"])
+    expected = np.unpackbits(io["pred_masks_packed"].numpy(), axis=1)[:, : int(np.prod(shape[1:]))]
+    expected = torch.from_numpy(expected.reshape(shape).astype(bool))
+    same_count = len(instances) == len(io["pred_boxes"])
+    checks = {"count": same_count}
+    if same_count:
+        checks["boxes"] = bool((instances.pred_boxes.tensor - io["pred_boxes"]).abs().max() <= 1e-2)
+        checks["scores"] = bool((instances.scores - io["scores"]).abs().max() <= 1e-4)
+        checks["classes"] = bool(torch.equal(instances.pred_classes, io["pred_classes"]))
+        checks["masks"] = bool((instances.pred_masks == expected).float().mean() >= 0.999)
+    return {"outputs_equal_detectron2": all(checks.values()), "checks": checks}
+
+
+def run_case(case: str, runs: int, warmup: int) -> dict:
+    torch.set_num_threads(2)
+    from dt_models import build_model, detectron2_model_config, load_weights
+
+    torch.manual_seed(0)
+    extra = {}
+    if case == "golden":
+        model = build_model(detectron2_model_config(GOLDEN / "config.yaml")).eval()
+        report = load_weights(model, GOLDEN / "model_final.pkl")
+        if not report.ok:
+            raise RuntimeError(report.table())
+        io = torch.load(GOLDEN / "io.pt", weights_only=True)
+        inputs = [{"image": io["image"], "height": io["height"], "width": io["width"]}]
+    elif case == "full":
+        model = build_model(full_width_config()).eval()
+        inputs = [{"image": astronaut_bgr(800)}]
+        calibrate_frozen_bn(model, inputs)
+    else:
+        raise ValueError(f"unknown case {case!r}")
+    with torch.inference_mode():
+        times, cpu = time_runs(lambda: model(inputs), runs, warmup)
+        instances = model(inputs)[0]["instances"]
+    if case == "golden":
+        extra = _golden_matches(instances, io)
+    median = statistics.median(times)
+    low, high = DETECTRON2_SECONDS[case]
+    return {
+        "case": case,
+        "median_s": round(median, 4),
+        "runs_s": [round(t, 4) for t in times],
+        "median_cpu_s": round(statistics.median(cpu), 4),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "detections": len(instances),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "detectron2_s": [low, high],
+        "ratio_to_detectron2": [round(median / high, 3), round(median / low, 3)],
+        "goal_ratio": GOALS[case],
+        **extra,
+    }
+
+
+def _child(case, runs, warmup, queue):
+    try:
+        queue.put(run_case(case, runs, warmup))
+    except Exception as e:  # reported in the JSON, not swallowed
+        queue.put({"case": case, "error": f"{type(e).__name__}: {e}"})
+
+
+def run_isolated(case: str, runs: int, warmup: int) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(case, runs, warmup, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", default="golden,full")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args()
+    results = [run_isolated(c, args.runs, args.warmup) for c in args.cases.split(",")]
+    print(
+        json.dumps(
+            {"benchmark": "inference", "torch": torch.__version__, "threads": 2, "results": results}, indent=2
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
