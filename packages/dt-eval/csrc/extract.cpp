@@ -2,6 +2,7 @@
 // name the offending annotation.
 #include "extract.h"
 
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -146,6 +147,9 @@ void read_segmentation(const Reader& rd, PyObject* segm, int64_t img, const Extr
       int64_t len = rd.numbers(poly, "polygon in 'segmentation'", s.coords);
       if (kind == kBoxes && len != 4) rd.fail("box in 'segmentation' must have 4 numbers: " + repr(poly));
       if (kind == kPolygons && len < 2) rd.fail("polygon in 'segmentation' is empty: " + repr(poly));
+      // Rasterization works on 5x upsampled int coordinates: keep them finite and in int range.
+      for (auto it = s.coords.end() - len; it != s.coords.end(); ++it)
+        if (!(std::fabs(*it) < 1e8)) rd.fail("polygon in 'segmentation' has a non-finite or huge coordinate");
       s.poly_offsets.push_back(static_cast<int64_t>(s.coords.size()));
     }
     s.src_end.push_back(static_cast<int64_t>(s.poly_offsets.size()) - 1);
@@ -258,6 +262,7 @@ void image_sizes(PyObject* ids, PyObject* imgs, std::vector<int64_t>& h, std::ve
       PyErr_Clear();
       continue;
     }
+    if (hv < 0 || wv < 0) continue;
     h[i] = hv;
     w[i] = wv;
   }

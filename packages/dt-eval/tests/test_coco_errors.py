@@ -34,6 +34,7 @@ def _evaluate(gt, dt, iou_type):
         ("bbox", "score", "high", "'score' must be a number"),
         ("segm", "segmentation", "nonsense", "'segmentation' must be polygons or an RLE dict"),
         ("segm", "segmentation", [[1.0, 2.0]], "fewer than 4 coordinates"),
+        ("segm", "segmentation", [[1.0, 2.0, 5.0, float("nan"), 3.0, 4.0]], "non-finite or huge"),
         ("segm", "segmentation", {"size": [10, 10], "counts": "0Q"}, "malformed 'segmentation'"),
         ("segm", "segmentation", {"size": [10, 10], "counts": "a~"}, "outside '0'..'o'"),
         ("segm", "segmentation", {"size": [10, 10], "counts": [3, 2]}, "RLE counts sum to 5"),
