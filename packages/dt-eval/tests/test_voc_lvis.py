@@ -115,15 +115,27 @@ def _lvis_data():
     return {"images": images, "annotations": anns, "categories": cats}, results
 
 
-def test_lvis_equals_lvis_package(tmp_path):
+@pytest.mark.parametrize("task", ["bbox", "segm"])
+def test_lvis_equals_lvis_package(tmp_path, task):
     lvis = pytest.importorskip("lvis")
+    from pycocotools import mask as mask_utils
+
     gt, results = _lvis_data()
+    if task == "segm":
+        for r in results:
+            x, y, w, h = r["bbox"]
+            rle = mask_utils.frPyObjects([[x, y, x + w, y, x + w, y + h, x, y + h]], 100, 120)[0]
+            r["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode()}
     path = tmp_path / "lvis.json"
     path.write_text(json.dumps(gt))
     logging.getLogger("lvis").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()):
-        ours = LVISEvaluator(lvis_json=str(path), tasks=["bbox"]).evaluate_results(results)["bbox"]
-        ref = lvis.LVISEval(str(path), json.loads(json.dumps(results)), "bbox")
+        ours = LVISEvaluator(lvis_json=str(path), tasks=[task]).evaluate_results(results)[task]
+        reference_input = json.loads(json.dumps(results))
+        if task == "segm":
+            for r in reference_input:
+                r.pop("bbox")
+        ref = lvis.LVISEval(str(path), reference_input, task)
         with legacy_numpy_names():  # the lvis package predates numpy 1.24
             ref.run()
     raw = ref.get_results()
