@@ -81,6 +81,31 @@ def test_compile_inductor_nms_and_roi_align():
         torch.testing.assert_close(got, want)
 
 
+def _rotated_and_deform(x, offset, mask, weight, rrois, rboxes, rscores, ridxs, rois):
+    y = dt_ops.deform_conv2d(x, offset, weight, padding=1, mask=mask)
+    pooled = dt_ops.roi_align_rotated(y, rrois, 2, 1.0, 2) + dt_ops.roi_pool(y, rois, 2)
+    keep = dt_ops.nms_rotated(rboxes, rscores, 0.3)
+    keep_batched = dt_ops.batched_nms_rotated(rboxes, rscores, ridxs, 0.3)
+    return pooled, rboxes[keep], keep_batched, dt_ops.box_iou_rotated(rboxes, rboxes[:2])
+
+
+def test_compile_fullgraph_rotated_roi_pool_and_deform_conv():
+    x = torch.randn(1, 4, 8, 9, requires_grad=True)
+    offset = torch.randn(1, 18, 8, 9, requires_grad=True)
+    args = (
+        x, offset, torch.rand(1, 9, 8, 9), torch.randn(4, 4, 3, 3),
+        torch.tensor([[0, 4.0, 4, 4, 3, 30]]), random_rotated_boxes(20, size=20.0), torch.rand(20),
+        torch.randint(0, 2, (20,)), random_rois(3, 1, 8, 9),
+    )  # fmt: skip
+    compiled = torch.compile(_rotated_and_deform, fullgraph=True, backend="aot_eager")
+    got, want = compiled(*args), _rotated_and_deform(*args)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+    grads = torch.autograd.grad(got[0].sum(), (x, offset))
+    for a, b in zip(grads, torch.autograd.grad(want[0].sum(), (x, offset)), strict=True):
+        torch.testing.assert_close(a, b)
+
+
 class _Tail(torch.nn.Module):
     def forward(self, features, rois, boxes, scores, idxs):
         return _detector_tail(features, rois, boxes, scores, idxs)
