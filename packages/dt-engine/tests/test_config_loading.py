@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dt_engine.config.loading import apply_overrides, dump_yaml, load_config, merge_trees, parse_override
-from dt_engine.config.solver import SolverConfig, TestConfig
+from dt_engine.config.solver import SolverConfig
+from dt_engine.config.solver import TestConfig as EngineTestConfig
 from dt_models.config import ConfigError, structure, unstructure
 
 
@@ -15,7 +16,7 @@ class Mini:
     """The engine's own part of an experiment config (the model/data parts come from other packages)."""
 
     solver: SolverConfig = attrs.Factory(SolverConfig)
-    test: TestConfig = attrs.Factory(TestConfig)
+    test: EngineTestConfig = attrs.Factory(EngineTestConfig)
     output_dir: str = "./output"
     seed: int = -1
 

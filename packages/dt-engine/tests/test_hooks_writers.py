@@ -72,6 +72,7 @@ def test_best_checkpointer_saves_on_improvement(tmp_path):
     trainer.train(0, 8)
     assert (best.best_metric, best.best_iter) == (3.0, 3)
     assert Checkpointer.read(tmp_path / "model_best.pth")["iteration"] == 3
+    assert checkpointer.last_checkpoint() is None  # the best checkpoint is not a resume point
     assert trainer.state_dict()["hooks"]["BestCheckpointer"] == {"best_metric": 3.0, "best_iter": 3}
     low = BestCheckpointer(2, checkpointer, "loss", mode="min")
     low.load_state_dict({"best_metric": 1.0, "best_iter": 5})

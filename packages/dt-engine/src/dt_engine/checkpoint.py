@@ -142,10 +142,11 @@ class Checkpointer:
         self.config = config
         self.checkpointables = {k: v for k, v in checkpointables.items() if v is not None}
 
-    def save(self, name: str, *, iteration: int, collective: bool = True) -> Path:
-        """Write ``<save_dir>/<name>.pth`` and point ``last_checkpoint`` at it; returns its path.
+    def save(self, name: str, *, iteration: int, collective: bool = True, mark_last: bool = True) -> Path:
+        """Write ``<save_dir>/<name>.pth`` and (``mark_last``) point ``last_checkpoint`` at it.
 
         ``collective=False`` (a call made by the main process alone) stores only its RNG state.
+        Returns the path.
         """
         rng = all_gather_object(capture_rng_state()) if collective else [capture_rng_state()]
         path = self.save_dir / f"{name}.pth"
@@ -161,7 +162,8 @@ class Checkpointer:
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         atomic_torch_save(data, path)
-        atomic_write_text(self.save_dir / LAST_CHECKPOINT, path.name)
+        if mark_last:
+            atomic_write_text(self.save_dir / LAST_CHECKPOINT, path.name)
         logger.info("saved checkpoint %s (iteration %d)", path, iteration)
         return path
 

@@ -206,7 +206,8 @@ class BestCheckpointer(HookBase):
         value, _ = latest
         if math.isfinite(value) and self._better(value):
             self.best_metric, self.best_iter = value, iteration
-            self.checkpointer.save(self.file_prefix, iteration=iteration, collective=False)
+            # not a resume point: resuming continues from the periodic checkpoints
+            self.checkpointer.save(self.file_prefix, iteration=iteration, collective=False, mark_last=False)
 
     def after_step(self) -> None:
         state = self.state

@@ -1,0 +1,1 @@
+"""Typed experiment configuration: ``ExperimentConfig``, the solver/test configs, loading and dumping."""
