@@ -219,10 +219,10 @@ def compat(session: nox.Session) -> None:
 @nox.session(name="build-cuda")
 def build_cuda(session: nox.Session) -> None:
     """Compile dt-ops with its CUDA kernels (DT_OPS_CUDA=ON, nvcc) to prove they build; no GPU is needed.
-    ``nox -s build-cuda -- 80;90`` picks the CUDA architectures (default: the CMakeLists list)."""
-    config = ["-C", "build-dir=build/cuda-{wheel_tag}"]
-    if session.posargs:
-        config += ["-C", f"cmake.define.CMAKE_CUDA_ARCHITECTURES={session.posargs[0]}"]
+    ``nox -s build-cuda -- "80;90"`` picks the CUDA architectures (default: the CMakeLists list)."""
+    architectures = session.posargs[0] if session.posargs else "75;80;86;89;90"
+    config = ["-v", "-C", "build-dir=build/cuda-{wheel_tag}"]
+    config += ["-C", f"cmake.define.CMAKE_CUDA_ARCHITECTURES={architectures}"]
     with tempfile.TemporaryDirectory(prefix="dt-ops-cuda-") as outdir:
         wheel = _dt_ops_wheel(session, outdir, *config, env={"DT_OPS_CUDA": "ON"})
         session.install("-c", str(CONSTRAINTS), str(wheel))
