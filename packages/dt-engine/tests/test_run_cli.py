@@ -111,6 +111,7 @@ PREDICT = ["predict", "--config", CONFIG, "--weights", "{out}/model_final.pth"]
         ([*TRAIN, "model.roi_heads.num_classes=2"], "has 5 classes, model.roi_heads.num_classes is 2"),
         (["train", "--config", "missing.yaml"], "missing.yaml: config file not found"),
         ([*TRAIN, "--weights", "nope.pth"], "weights file not found: nope.pth"),
+        ([*TRAIN, "--dist-timeout", "0"], "--dist-timeout must be > 0 minutes, got 0.0"),
         (["eval", "--config", CONFIG, "--weights", "nope.pth"], "checkpoint not found: nope.pth"),
         (
             [

@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--dist-url", default="auto", metavar="URL", help="machine 0's address (e.g. tcp://10.0.0.1:29500)"
     )
+    train.add_argument(
+        "--dist-timeout", type=float, default=30.0, metavar="MIN", help="collective timeout, min (e.g. 10)"
+    )
 
     evaluate = sub["eval"]
     _add_common(evaluate, config_required=True)

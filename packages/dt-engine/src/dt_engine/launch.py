@@ -102,11 +102,16 @@ def launch(
     """
     if _under_torchrun():
         _set_local_rank(int(os.environ["LOCAL_RANK"]))
-        if not dist.is_initialized():
-            dist.init_process_group(_backend(), init_method="env://", timeout=timeout)
         if _backend() == "nccl":
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-        main_func(*args)
+        owned = not dist.is_initialized()
+        if owned:
+            dist.init_process_group(_backend(), init_method="env://", timeout=timeout)
+        try:
+            main_func(*args)
+        finally:
+            if owned:
+                dist.destroy_process_group()
         return
     if num_gpus_per_machine < 1 or num_machines < 1:
         raise ValueError(f"need >= 1 process and machine, got {num_gpus_per_machine} and {num_machines}")

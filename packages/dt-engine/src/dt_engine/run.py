@@ -7,6 +7,7 @@ output folder) and reported as an ``InputError``/``ConfigError``.
 from __future__ import annotations
 
 import argparse
+import datetime
 import difflib
 import glob
 import json
@@ -204,6 +205,8 @@ def _load(args: argparse.Namespace) -> ExperimentConfig:
 def train_command(args: argparse.Namespace) -> int:
     cfg = _load(args)
     _check_file(args.weights, "weights file")
+    if args.dist_timeout <= 0:
+        raise InputError(f"--dist-timeout must be > 0 minutes, got {args.dist_timeout}")
     if args.num_gpus < 1 or args.num_machines < 1 or not 0 <= args.machine_rank < args.num_machines:
         raise InputError("need --num-gpus >= 1, --num-machines >= 1 and 0 <= --machine-rank < --num-machines")
     if cfg.solver.ims_per_batch % (cfg.solver.accumulate_steps * args.num_gpus * args.num_machines):
@@ -222,6 +225,7 @@ def train_command(args: argparse.Namespace) -> int:
             machine_rank=args.machine_rank,
             dist_url=args.dist_url,
             args=(cfg, args.resume, args.weights),
+            timeout=datetime.timedelta(minutes=args.dist_timeout),
         )
     except ChildFailedError as err:
         logger.error("%s", err)
