@@ -7,20 +7,25 @@
     classes), random weights whose frozen-BN statistics are set to their inputs' per-channel mean and
     variance in one forward pass, on scikit-image's astronaut resized to 800x800.
 
-Each case runs in its own spawned process so its peak memory (max RSS) is its own. Prints JSON.
+Each case runs in its own spawned process so its peak memory (max RSS) is its own. Prints JSON
+with wall and CPU seconds. ``--ablation`` also times, interleaved with dt's runs, the same model
+executed as detectron2 executes it (each FrozenBN a separate op, NCHW features), which isolates
+what dt's execution changes bring on a machine too noisy for absolute comparisons.
 
-    python benchmarks/inference.py [--cases golden,full] [--runs 5] [--warmup 2]
+    python benchmarks/inference.py [--cases golden,full] [--runs 5] [--warmup 2] [--ablation]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -75,20 +80,82 @@ def calibrate_frozen_bn(model, batched_inputs) -> None:
             h.remove()
 
 
-def time_runs(fn, runs: int, warmup: int) -> tuple[list[float], list[float]]:
-    """Wall-clock and process CPU seconds of ``runs`` calls of ``fn`` after ``warmup`` calls.
+def time_runs(variants: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, dict]:
+    """Time each variant ``runs`` times after ``warmup`` calls, interleaved (variant A, B, A, B, ...)
+    so that load changes on a shared machine hit all variants alike.
 
-    On a shared machine wall time varies with the load; CPU time (all threads) varies less.
+    Returns per variant the wall-clock and process CPU (all threads) seconds of every run.
     """
-    for _ in range(warmup):
-        fn()
-    wall, cpu = [], []
+    for fn in variants.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, dict] = {name: {"wall": [], "cpu": []} for name in variants}
     for _ in range(runs):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return wall, cpu
+        for name, fn in variants.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            times[name]["wall"].append(time.perf_counter() - start)
+            times[name]["cpu"].append(time.process_time() - start_cpu)
+    return times
+
+
+@contextlib.contextmanager
+def detectron2_execution():
+    """Execute dt's model the way detectron2 executes the same network: every FrozenBN as its own
+    op after its convolution, and NCHW feature maps. Used to measure what dt's changes bring."""
+    from dt_models.layers import Conv2d
+    from dt_models.meta_arch.rcnn import _ImageModel
+
+    def conv_forward(self, x):
+        x = torch.nn.functional.conv2d(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
+        if self.norm is not None:
+            x = self.norm(x)
+        return x if self.activation is None else self.activation(x)
+
+    saved = Conv2d.forward, _ImageModel._features
+    Conv2d.forward = conv_forward
+    _ImageModel._features = lambda self, images: self.backbone(images.tensor)
+    try:
+        yield
+    finally:
+        Conv2d.forward, _ImageModel._features = saved
+
+
+def with_detectron2_execution(fn: Callable[[], object]) -> Callable[[], object]:
+    def run():
+        with detectron2_execution():
+            return fn()
+
+    return run
+
+
+def summarize(times: dict[str, dict], case: str) -> dict:
+    """Medians, all runs, and the ratio of dt to the detectron2-style execution of the same model."""
+    median = statistics.median(times["dt"]["wall"])
+    low, high = DETECTRON2_SECONDS[case]
+    out = {
+        "case": case,
+        "median_s": round(median, 4),
+        "runs_s": [round(t, 4) for t in times["dt"]["wall"]],
+        "median_cpu_s": round(statistics.median(times["dt"]["cpu"]), 4),
+    }
+    if "detectron2_style" in times:
+        d2 = times["detectron2_style"]
+        out["detectron2_style_median_s"] = round(statistics.median(d2["wall"]), 4)
+        out["detectron2_style_median_cpu_s"] = round(statistics.median(d2["cpu"]), 4)
+        out["ratio_to_detectron2_style_cpu"] = round(
+            statistics.median(times["dt"]["cpu"]) / statistics.median(d2["cpu"]), 3
+        )
+    out.update(
+        load_average_1min=round(os.getloadavg()[0], 2),
+        peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        detectron2_s=[low, high],
+        ratio_to_detectron2=[round(median / high, 3), round(median / low, 3)],
+        goal_ratio=GOALS[case],
+    )
+    return out
 
 
 def _golden_matches(instances, io) -> dict:
@@ -105,12 +172,11 @@ def _golden_matches(instances, io) -> dict:
     return {"outputs_equal_detectron2": all(checks.values()), "checks": checks}
 
 
-def run_case(case: str, runs: int, warmup: int) -> dict:
+def run_case(case: str, runs: int, warmup: int, ablation: bool) -> dict:
     torch.set_num_threads(2)
     from dt_models import build_model, detectron2_model_config, load_weights
 
     torch.manual_seed(0)
-    extra = {}
     if case == "golden":
         model = build_model(detectron2_model_config(GOLDEN / "config.yaml")).eval()
         report = load_weights(model, GOLDEN / "model_final.pkl")
@@ -124,39 +190,26 @@ def run_case(case: str, runs: int, warmup: int) -> dict:
         calibrate_frozen_bn(model, inputs)
     else:
         raise ValueError(f"unknown case {case!r}")
+    run = lambda: model(inputs)  # noqa: E731
+    variants = {"dt": run, "detectron2_style": with_detectron2_execution(run)} if ablation else {"dt": run}
     with torch.inference_mode():
-        times, cpu = time_runs(lambda: model(inputs), runs, warmup)
+        times = time_runs(variants, runs, warmup)
         instances = model(inputs)[0]["instances"]
-    if case == "golden":
-        extra = _golden_matches(instances, io)
-    median = statistics.median(times)
-    low, high = DETECTRON2_SECONDS[case]
-    return {
-        "case": case,
-        "median_s": round(median, 4),
-        "runs_s": [round(t, 4) for t in times],
-        "median_cpu_s": round(statistics.median(cpu), 4),
-        "load_average_1min": round(os.getloadavg()[0], 2),
-        "detections": len(instances),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "detectron2_s": [low, high],
-        "ratio_to_detectron2": [round(median / high, 3), round(median / low, 3)],
-        "goal_ratio": GOALS[case],
-        **extra,
-    }
+    extra = _golden_matches(instances, io) if case == "golden" else {}
+    return {**summarize(times, case), "detections": len(instances), **extra}
 
 
-def _child(case, runs, warmup, queue):
+def _child(case, runs, warmup, ablation, queue):
     try:
-        queue.put(run_case(case, runs, warmup))
+        queue.put(run_case(case, runs, warmup, ablation))
     except Exception as e:  # reported in the JSON, not swallowed
         queue.put({"case": case, "error": f"{type(e).__name__}: {e}"})
 
 
-def run_isolated(case: str, runs: int, warmup: int) -> dict:
+def run_isolated(case: str, runs: int, warmup: int, ablation: bool) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(case, runs, warmup, queue))
+    proc = ctx.Process(target=_child, args=(case, runs, warmup, ablation, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -168,8 +221,11 @@ def main() -> None:
     parser.add_argument("--cases", default="golden,full")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--ablation", action="store_true", help="also time detectron2-style execution (unfolded BN, NCHW)"
+    )
     args = parser.parse_args()
-    results = [run_isolated(c, args.runs, args.warmup) for c in args.cases.split(",")]
+    results = [run_isolated(c, args.runs, args.warmup, args.ablation) for c in args.cases.split(",")]
     print(
         json.dumps(
             {"benchmark": "inference", "torch": torch.__version__, "threads": 2, "results": results}, indent=2

@@ -6,7 +6,7 @@ images with 3 box+polygon instances each. Weights are random, with frozen-BN sta
 their inputs' per-channel mean and variance in one forward pass (see ``inference.py``). Runs in
 a spawned process so the peak memory (max RSS) is the step's own. Prints JSON.
 
-    python benchmarks/train_step.py [--runs 5] [--warmup 2]
+    python benchmarks/train_step.py [--runs 5] [--warmup 2] [--ablation]
 """
 
 from __future__ import annotations
@@ -14,18 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
-import resource
-import statistics
 
 import torch
 from inference import (
-    DETECTRON2_SECONDS,
-    GOALS,
     astronaut_bgr,
     calibrate_frozen_bn,
     full_width_config,
+    summarize,
     time_runs,
+    with_detectron2_execution,
 )
 
 # three objects per image: (class, XYXY box); each mask is the box's inscribed octagon
@@ -62,7 +59,7 @@ def make_batch(size: int = 512) -> list[dict]:
     return batch
 
 
-def run(runs: int, warmup: int) -> dict:
+def run(runs: int, warmup: int, ablation: bool) -> dict:
     torch.set_num_threads(2)
     from dt_models import build_model
 
@@ -83,26 +80,14 @@ def run(runs: int, warmup: int) -> dict:
         optimizer.step()
         last_losses.update({k: round(v.item(), 4) for k, v in losses.items()})
 
-    times, cpu = time_runs(step, runs, warmup)
-    median = statistics.median(times)
-    low, high = DETECTRON2_SECONDS["train_step"]
-    return {
-        "case": "train_step",
-        "median_s": round(median, 4),
-        "runs_s": [round(t, 4) for t in times],
-        "median_cpu_s": round(statistics.median(cpu), 4),
-        "load_average_1min": round(os.getloadavg()[0], 2),
-        "losses": last_losses,
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "detectron2_s": [low, high],
-        "ratio_to_detectron2": [round(median / high, 3), round(median / low, 3)],
-        "goal_ratio": GOALS["train_step"],
-    }
+    variants = {"dt": step, "detectron2_style": with_detectron2_execution(step)} if ablation else {"dt": step}
+    times = time_runs(variants, runs, warmup)
+    return {**summarize(times, "train_step"), "losses": last_losses}
 
 
-def _child(runs, warmup, queue):
+def _child(runs, warmup, ablation, queue):
     try:
-        queue.put(run(runs, warmup))
+        queue.put(run(runs, warmup, ablation))
     except Exception as e:  # reported in the JSON, not swallowed
         queue.put({"case": "train_step", "error": f"{type(e).__name__}: {e}"})
 
@@ -111,10 +96,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--ablation", action="store_true", help="also time detectron2-style execution (unfolded BN, NCHW)"
+    )
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(args.runs, args.warmup, queue))
+    proc = ctx.Process(target=_child, args=(args.runs, args.warmup, args.ablation, queue))
     proc.start()
     result = queue.get()
     proc.join()
