@@ -33,6 +33,14 @@ def test_batched_nms_matches_reference(dtype):
     )
 
 
+def test_batched_nms_accepts_any_integer_idxs():
+    boxes, scores = random_boxes(50), torch.rand(50)
+    idxs = torch.randint(0, 3, (50,))
+    want = dt_ops.batched_nms(boxes, scores, idxs, 0.5)
+    assert torch.equal(dt_ops.batched_nms(boxes, scores, idxs.int(), 0.5), want)
+    assert torch.equal(dt_ops.batched_nms(boxes, scores, idxs.to(torch.uint8), 0.5), want)
+
+
 def test_nms_large_parallel_path_matches_reference():
     # > 256 boxes crosses the serial block; many overlaps exercise suppression across blocks.
     boxes = random_boxes(2000, size=60.0)
@@ -105,7 +113,7 @@ def test_box_iou_empty_and_zero_area():
         (
             lambda: dt_ops.batched_nms(torch.zeros(3, 4), torch.zeros(3), torch.zeros(3), 0.5),
             TypeError,
-            "idxs must have dtype int64",
+            "idxs must have dtype int64 or int32",
         ),
         (
             lambda: dt_ops.batched_nms(

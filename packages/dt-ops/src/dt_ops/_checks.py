@@ -9,7 +9,9 @@ import torch
 
 __all__ = [
     "FLOAT_DTYPES",
+    "INDEX_DTYPES",
     "check_float_tensor",
+    "check_idxs",
     "check_same_device",
     "check_same_dtype",
     "check_tensor",
@@ -18,6 +20,7 @@ __all__ = [
 ]
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
+INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 _DEVICE_TYPES = ("cpu", "cuda")
 
 
@@ -83,3 +86,12 @@ def check_threshold(fn: str, name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{fn}: {name} must be a float, got {type(value).__name__}")
     return float(value)
+
+
+def check_idxs(fn: str, boxes: torch.Tensor, idxs: torch.Tensor) -> torch.Tensor:
+    """Require integer categories ``Tensor[N]`` on the boxes' device; returned as int64."""
+    check_tensor(fn, "idxs", idxs, ndim=1, dtypes=INDEX_DTYPES)
+    check_same_device(fn, boxes=boxes, idxs=idxs)
+    if idxs.shape[0] != boxes.shape[0]:
+        raise ValueError(f"{fn}: idxs must have one entry per box ({boxes.shape[0]}), got {idxs.shape[0]}")
+    return idxs.to(torch.int64)

@@ -11,9 +11,9 @@ from torch import Tensor
 from dt_ops import _native
 from dt_ops._checks import (
     check_float_tensor,
+    check_idxs,
     check_same_device,
     check_same_dtype,
-    check_tensor,
     check_threshold,
 )
 from dt_ops._nms_impl import nms_impl
@@ -85,13 +85,6 @@ def _check_nms_args(fn: str, boxes: Tensor, scores: Tensor, iou_threshold: float
     return check_threshold(fn, "iou_threshold", iou_threshold)
 
 
-def _check_idxs(fn: str, boxes: Tensor, idxs: Tensor) -> None:
-    check_tensor(fn, "idxs", idxs, ndim=1, dtypes=(torch.int64,))
-    check_same_device(fn, boxes=boxes, idxs=idxs)
-    if idxs.shape[0] != boxes.shape[0]:
-        raise ValueError(f"{fn}: idxs must have one entry per box ({boxes.shape[0]}), got {idxs.shape[0]}")
-
-
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy non-maximum suppression.
 
@@ -113,7 +106,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     Args:
         boxes: ``Tensor[N, 4]`` XYXY_ABS.
         scores: ``Tensor[N]``.
-        idxs: ``Tensor[N]`` int64 category of each box.
+        idxs: ``Tensor[N]`` integer category of each box.
         iou_threshold: discard boxes with IoU > iou_threshold.
 
     Returns:
@@ -122,7 +115,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         boxes on CPU; above, by torch's descending sort of the kept scores, as its per-class loop).
     """
     threshold = _check_nms_args("batched_nms", boxes, scores, iou_threshold, 4)
-    _check_idxs("batched_nms", boxes, idxs)
+    idxs = check_idxs("batched_nms", boxes, idxs)
     return torch.ops.dt.batched_nms(boxes, scores, idxs, threshold)
 
 

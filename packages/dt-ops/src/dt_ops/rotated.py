@@ -14,6 +14,7 @@ from torch import Tensor
 from dt_ops import _native
 from dt_ops._checks import (
     check_float_tensor,
+    check_idxs,
     check_same_device,
     check_same_dtype,
     check_tensor,
@@ -164,14 +165,11 @@ def nms_rotated(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
 
 
 def batched_nms_rotated(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
-    """Rotated NMS independently per category ``idxs`` (int64 ``Tensor[N]``); indices in decreasing
+    """Rotated NMS independently per category ``idxs`` (integer ``Tensor[N]``); indices in decreasing
     score order."""
     fn = "batched_nms_rotated"
     threshold = _check_nms(fn, boxes, scores, iou_threshold)
-    check_tensor(fn, "idxs", idxs, ndim=1, dtypes=(torch.int64,))
-    check_same_device(fn, boxes=boxes, idxs=idxs)
-    if idxs.shape[0] != boxes.shape[0]:
-        raise ValueError(f"{fn}: idxs must have one entry per box ({boxes.shape[0]}), got {idxs.shape[0]}")
+    idxs = check_idxs(fn, boxes, idxs)
     return torch.ops.dt.batched_nms_rotated(boxes, scores, idxs, threshold)
 
 
