@@ -141,6 +141,10 @@ def test_registering_a_custom_backbone_brings_its_own_config():
     assert line.startswith("$.backbone.chanels: unknown key (did you mean 'channels'?)")
     model = build_model(cfg)
     assert model.backbone.convs[0].out_channels == 4
+    assert not model.backbone.channels_last_on_cpu  # opt-in: a custom backbone gets NCHW images
+    model.eval()
+    with torch.no_grad():
+        assert "instances" in model([{"image": torch.zeros(3, 64, 64)}])[0]
     with pytest.raises(ValueError, match="already registered"):
         BACKBONE_REGISTRY.register(TinyBackboneConfig)(lambda config, input_shape: None)
 

@@ -23,6 +23,10 @@ class Backbone(nn.Module, metaclass=ABCMeta):
     _out_feature_channels: dict[str, int]
     _out_feature_strides: dict[str, int]
 
+    channels_last_on_cpu: bool = False
+    """Whether the model should hand this backbone NHWC (channels-last) images on CPU, where oneDNN
+    convolutions run faster on them. Only set it for backbones whose ops all accept NHWC tensors."""
+
     @abstractmethod
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Map ``Tensor[N, C, H, W]`` to ``{name: Tensor[N, Ci, H / stride_i, W / stride_i]}``."""

@@ -128,6 +128,11 @@ class FPN(Backbone):
             )
 
     @property
+    def channels_last_on_cpu(self) -> bool:
+        # the FPN's own ops accept NHWC; the bottom-up decides
+        return self.bottom_up.channels_last_on_cpu
+
+    @property
     def size_divisibility(self) -> int:
         return self._size_divisibility
 

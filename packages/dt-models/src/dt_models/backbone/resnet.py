@@ -291,6 +291,8 @@ class ResNet(Backbone):
         freeze_at: 0 trains everything, 1 freezes the stem, 2 the stem and ``res2``, etc.
     """
 
+    channels_last_on_cpu = True
+
     def __init__(
         self,
         *,

@@ -70,7 +70,7 @@ class _ImageModel(nn.Module):
 
     def _features(self, images: ImageList) -> dict[str, torch.Tensor]:
         x = images.tensor
-        if x.device.type == "cpu":
+        if x.device.type == "cpu" and self.backbone.channels_last_on_cpu:
             # oneDNN convolutions are markedly faster on NHWC; every op downstream accepts it
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
