@@ -83,12 +83,7 @@ def _deform_conv2d_backward_op(
     stride_h: int, stride_w: int, pad_h: int, pad_w: int, dilation_h: int, dilation_w: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """Gradients (input, offset, weight, bias, mask); grad of mask is ``Tensor[0]`` when mask is None."""
-    grad, input, weight, offset = (
-        grad.contiguous(),
-        input.contiguous(),
-        weight.contiguous(),
-        offset.contiguous(),
-    )
+    grad, input, weight, offset = (t.contiguous() for t in (grad, input, weight, offset))
     mask = mask.contiguous() if mask is not None else None
     geometry = _geometry(weight, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w)
     groups = input.shape[1] // weight.shape[1]
@@ -104,14 +99,9 @@ def _deform_conv2d_backward_op(
         grad_columns = grad_columns.view(1, groups * weight_g.shape[2], length)
         input_b, offset_b, mask_b = _image(input, b), _image(offset, b), _image(mask, b)
         if grad_columns.numel() > 0:
+            grad_input_b = grad_input[b : b + 1]
             _native.call(
-                "deform_col2im",
-                input.device,
-                grad_columns,
-                offset_b,
-                mask_b,
-                *geometry,
-                grad_input[b : b + 1],
+                "deform_col2im", input.device, grad_columns, offset_b, mask_b, *geometry, grad_input_b
             )
             _native.call(
                 "deform_col2im_coord", input.device, grad_columns, input_b, offset_b, mask_b, *geometry,
