@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from engine_tiny_datasets import register_tiny_datasets
 
-from dt_data import DatasetCatalog, MetadataCatalog
+from dt_data import DatasetCatalog
 from dt_engine.checkpoint import Checkpointer
 from dt_engine.cli import main
 from dt_engine.config.experiment import load_experiment
@@ -17,18 +18,9 @@ CONFIG = str(HERE / "engine_tiny_rcnn.yaml")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _register(name, source, count):
-    if name in DatasetCatalog:
-        return
-    DatasetCatalog.register(name, lambda: DatasetCatalog.get(source)[:count])
-    keep = ("thing_classes", "thing_colors", "thing_dataset_id_to_contiguous_id")
-    MetadataCatalog.get(name).set(**{k: MetadataCatalog.get(source).get(k) for k in keep})
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    _register("engine_shapes_train4", "shapes_train", 4)
-    _register("engine_shapes_val2", "shapes_val", 2)
+    register_tiny_datasets()
     out = tmp_path_factory.mktemp("run") / "out"
     assert main(["train", "--config", CONFIG, f"output_dir={out}"]) == 0
     return out

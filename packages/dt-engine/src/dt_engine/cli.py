@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub["train"]
     _add_common(train, config_required=True)
     train.add_argument("--resume", action="store_true", help="continue from output_dir's last checkpoint")
+    train.add_argument(
+        "--fast-resume", action="store_true", help="with --resume: re-seed the data instead of replaying it"
+    )
     train.add_argument("--weights", metavar="PATH", help="initial weights (e.g. --weights R-50.pth)")
     train.add_argument("--num-gpus", type=int, default=1, metavar="N", help="processes per machine (e.g. 8)")
     train.add_argument("--num-machines", type=int, default=1, metavar="M", help="machines (e.g. 2)")

@@ -48,6 +48,7 @@ from .hooks import (
     ValidationLoss,
 )
 from .launch import ChildFailedError, launch
+from .resumable import CountingLoader
 from .writers import ConsoleWriter, JSONWriter, TensorboardWriter
 
 __all__ = ["eval_command", "evaluate", "predict_command", "train", "train_command"]
@@ -120,8 +121,13 @@ def _validation_loader(cfg: ExperimentConfig) -> Any:
     return build_detection_test_loader(list(cfg.data.datasets.test), mapper=mapper, batch_size=1)
 
 
-def train(cfg: ExperimentConfig, resume: bool, weights: str | None) -> None:
-    """Train on this process (one of ``comm.get_world_size()``); writes everything to ``cfg.output_dir``."""
+def train(cfg: ExperimentConfig, resume: bool, weights: str | None, exact_resume: bool = True) -> None:
+    """Train on this process (one of ``comm.get_world_size()``); writes everything to ``cfg.output_dir``.
+
+    A resumed run restores the data position too (``exact_resume``: the loader re-reads and
+    skips the batches already used) or re-seeds the loader with ``seed + start_iter`` (faster,
+    deterministic, but another data order than an uninterrupted run).
+    """
     out = Path(cfg.output_dir)
     _seed_everything(cfg.seed + comm.get_rank())
     model = build_model(cfg.model, _device())
@@ -130,25 +136,27 @@ def train(cfg: ExperimentConfig, resume: bool, weights: str | None) -> None:
     if comm.get_world_size() > 1:
         ids = [comm.get_local_rank()] if torch.cuda.is_available() else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
-    trainer = build_trainer(model, [], optimizer, cfg.solver)
-    config_text = dump_config(cfg)
-    checkpointer = Checkpointer(
-        model,
-        out,
-        config=config_text,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        trainer=trainer,
-        ema=trainer.ema,
+    per_step = cfg.solver.ims_per_batch // cfg.solver.accumulate_steps
+    data = CountingLoader(
+        build_train_loader(cfg.data, total_batch_size=per_step, seed=cfg.seed, **_heads(cfg))
     )
+    trainer = build_trainer(model, data, optimizer, cfg.solver)
+    config_text = dump_config(cfg)
+    stateful = {"optimizer": optimizer, "scheduler": scheduler, "trainer": trainer, "ema": trainer.ema}
+    checkpointer = Checkpointer(model, out, config=config_text, **stateful)
     start_iter = checkpointer.resume_or_load(None, resume=resume)
     if start_iter == 0 and weights is not None:
         _load_model_weights(model, weights)
-    per_step = cfg.solver.ims_per_batch // cfg.solver.accumulate_steps
-    # the loader has no resumable position: a resumed run draws a fresh, deterministic order
-    trainer.data_loader = build_train_loader(
-        cfg.data, total_batch_size=per_step, seed=cfg.seed + start_iter, **_heads(cfg)
-    )
+    if start_iter > 0 and not exact_resume:
+        reseeded = build_train_loader(
+            cfg.data, total_batch_size=per_step, seed=cfg.seed + start_iter, **_heads(cfg)
+        )
+        trainer.data_loader = CountingLoader(reseeded)
+        trainer.data_loader.load_state_dict(data.state_dict(), skip=False)
+    elif data.consumed:
+        logger.info(
+            "skipping %d batches to restore the data position (--fast-resume re-seeds instead)", data.consumed
+        )
 
     def run_eval() -> Mapping[str, Any]:
         if trainer.ema is None:
@@ -224,7 +232,7 @@ def train_command(args: argparse.Namespace) -> int:
             num_machines=args.num_machines,
             machine_rank=args.machine_rank,
             dist_url=args.dist_url,
-            args=(cfg, args.resume, args.weights),
+            args=(cfg, args.resume, args.weights, not args.fast_resume),
             timeout=datetime.timedelta(minutes=args.dist_timeout),
         )
     except ChildFailedError as err:
