@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dt_data import DatasetCatalog, MetadataCatalog, Visualizer
+from dt_data import DatasetCatalog, MetadataCatalog, Visualizer, build_detection_test_loader
 from dt_data.build import build_mapper, build_test_loader, build_train_loader
 from dt_data.detection_utils import read_image
 from dt_data.transforms import ResizeShortestEdge
@@ -115,8 +115,7 @@ def evaluate(cfg: ExperimentConfig, model: nn.Module, output_dir: str | os.PathL
 
 
 def _validation_loader(cfg: ExperimentConfig) -> Any:
-    from dt_data import build_detection_test_loader
-
+    """The test datasets with training-time mapping (annotations kept), for ``ValidationLoss``."""
     mapper = build_mapper(cfg.data, True, **_heads(cfg))
     return build_detection_test_loader(list(cfg.data.datasets.test), mapper=mapper, batch_size=1)
 

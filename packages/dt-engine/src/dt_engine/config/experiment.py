@@ -45,21 +45,21 @@ UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 """``UPGRADES[k]`` turns the plain data of a version-``k`` config into version ``k + 1``."""
 
 
+def _default_model() -> ModelConfig:
+    return structure(ModelConfig, {})  # the registered default meta-architecture
+
+
 @attrs.define(frozen=True, kw_only=True)
 class ExperimentConfig:
     """A complete experiment. ``seed < 0`` draws a fresh seed per run (recorded in the saved config)."""
 
     version: int = attrs.field(default=CURRENT_VERSION, validator=v.in_((CURRENT_VERSION,)))
-    model: ModelConfig = attrs.Factory(lambda: _default_model())
+    model: ModelConfig = attrs.Factory(_default_model)
     data: DataConfig = attrs.Factory(DataConfig)
     solver: SolverConfig = attrs.Factory(SolverConfig)
     test: TestConfig = attrs.Factory(TestConfig)
     output_dir: str = "./output"
     seed: int = -1
-
-
-def _default_model() -> ModelConfig:
-    return structure(ModelConfig, {})
 
 
 def upgrade_data(data: dict[str, Any], source: str = "config") -> dict[str, Any]:
