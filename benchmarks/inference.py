@@ -138,12 +138,14 @@ def summarize(times: dict[str, dict], case: str) -> dict:
     out = {
         "case": case,
         "median_s": round(median, 4),
+        "min_s": round(min(times["dt"]["wall"]), 4),
         "runs_s": [round(t, 4) for t in times["dt"]["wall"]],
         "median_cpu_s": round(statistics.median(times["dt"]["cpu"]), 4),
     }
     if "detectron2_style" in times:
         d2 = times["detectron2_style"]
         out["detectron2_style_median_s"] = round(statistics.median(d2["wall"]), 4)
+        out["detectron2_style_min_s"] = round(min(d2["wall"]), 4)
         out["detectron2_style_median_cpu_s"] = round(statistics.median(d2["cpu"]), 4)
         out["ratio_to_detectron2_style_cpu"] = round(
             statistics.median(times["dt"]["cpu"]) / statistics.median(d2["cpu"]), 3
@@ -153,6 +155,10 @@ def summarize(times: dict[str, dict], case: str) -> dict:
         peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         detectron2_s=[low, high],
         ratio_to_detectron2=[round(median / high, 3), round(median / low, 3)],
+        min_ratio_to_detectron2=[
+            round(min(times["dt"]["wall"]) / high, 3),
+            round(min(times["dt"]["wall"]) / low, 3),
+        ],
         goal_ratio=GOALS[case],
     )
     return out
