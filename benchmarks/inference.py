@@ -102,9 +102,11 @@ def time_runs(variants: dict[str, Callable[[], object]], runs: int, warmup: int)
 @contextlib.contextmanager
 def detectron2_execution():
     """Execute dt's model the way detectron2 executes the same network: every FrozenBN as its own
-    op after its convolution, and NCHW feature maps. Used to measure what dt's changes bring."""
+    op after its convolution, NCHW feature maps and mask-head inputs. Used to measure what dt's
+    changes bring."""
     from dt_models.layers import Conv2d
     from dt_models.meta_arch.rcnn import _ImageModel
+    from dt_models.roi_heads import MaskRCNNConvUpsampleHead
 
     def conv_forward(self, x):
         x = torch.nn.functional.conv2d(
@@ -114,13 +116,19 @@ def detectron2_execution():
             x = self.norm(x)
         return x if self.activation is None else self.activation(x)
 
-    saved = Conv2d.forward, _ImageModel._features
+    def mask_layers(self, x):
+        for conv in self.conv_norm_relus:
+            x = conv(x)
+        return self.predictor(torch.relu(self.deconv(x)))
+
+    saved = Conv2d.forward, _ImageModel._features, MaskRCNNConvUpsampleHead.layers
     Conv2d.forward = conv_forward
     _ImageModel._features = lambda self, images: self.backbone(images.tensor)
+    MaskRCNNConvUpsampleHead.layers = mask_layers
     try:
         yield
     finally:
-        Conv2d.forward, _ImageModel._features = saved
+        Conv2d.forward, _ImageModel._features, MaskRCNNConvUpsampleHead.layers = saved
 
 
 def with_detectron2_execution(fn: Callable[[], object]) -> Callable[[], object]:

@@ -49,7 +49,9 @@ def test_pooler_empty_and_validation():
 def test_rotated_pooler_with_zero_angle_matches_aligned_pooler():
     x = [torch.randn(1, 2, 16, 16), torch.randn(1, 2, 8, 8)]
     xyxy = torch.tensor([[2.0, 3.0, 30.0, 20.0], [10.0, 6.0, 50.0, 60.0]])
-    rotated = torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2], torch.zeros(2, 1)], dim=1)
+    rotated = torch.cat(
+        [(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2], torch.zeros(2, 1)], dim=1
+    )
     kwargs = dict(output_size=3, scales=(1 / 4, 1 / 8), sampling_ratio=2)
     expected = ROIPooler(pooler_type="ROIAlignV2", **kwargs)(x, [xyxy])
     torch.testing.assert_close(ROIPooler(pooler_type="ROIAlignRotated", **kwargs)(x, [rotated]), expected)

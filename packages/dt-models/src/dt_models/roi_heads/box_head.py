@@ -61,6 +61,8 @@ class FastRCNNConvFCHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``Tensor[R, C, H, W]`` to ``Tensor[R, fc_dims[-1]]`` (or conv features if there is no fc)."""
+        if self.conv_norm_relus and x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)  # faster oneDNN convolutions
         for conv in self.conv_norm_relus:
             x = conv(x)
         if self.fcs:

@@ -112,6 +112,8 @@ class MaskRCNNConvUpsampleHead(nn.Module):
 
     def layers(self, x: torch.Tensor) -> torch.Tensor:
         """``Tensor[R, C, S, S]`` pooled features to mask logits ``Tensor[R, num_classes, 2S, 2S]``."""
+        if x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)  # ~30% faster oneDNN convolutions
         for conv in self.conv_norm_relus:
             x = conv(x)
         return self.predictor(F.relu(self.deconv(x)))
