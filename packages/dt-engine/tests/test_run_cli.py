@@ -68,6 +68,13 @@ def test_eval_and_predict(trained, tmp_path, capsys):
     )
     results = json.loads(capsys.readouterr().out)
     assert set(results) == {"bbox", "segm"} and "AP" in results["bbox"]
+    final = str(trained / "model_final.pth")
+    assert main(["eval", "--config", CONFIG, "--weights", final, "--ema", f"output_dir={tmp_path}"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"bbox", "segm"}
+    plain = tmp_path / "plain.pth"
+    torch.save({"model": torch.load(final, weights_only=True)["model"]}, plain)
+    assert main(["eval", "--config", CONFIG, "--weights", str(plain), "--ema", f"output_dir={tmp_path}"]) == 2
+    assert "has no EMA weights" in capsys.readouterr().err
     images = tmp_path / "images"
     images.mkdir()
     for record in DatasetCatalog.get("engine_shapes_val2"):

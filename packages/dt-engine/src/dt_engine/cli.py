@@ -101,10 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub["eval"]
     _add_common(evaluate, config_required=True)
     evaluate.add_argument("--weights", required=True, metavar="PATH", help="e.g. output/model_final.pth")
+    evaluate.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights (e.g. --ema)")
 
     predict = sub["predict"]
     _add_common(predict, config_required=True)
     predict.add_argument("--weights", required=True, metavar="PATH", help="e.g. output/model_final.pth")
+    predict.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights (e.g. --ema)")
     predict.add_argument(
         "--input", required=True, nargs="+", metavar="PATH", help="images/folders/globs (e.g. 'imgs/*.png')"
     )

@@ -89,7 +89,21 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def _load_model_weights(model: nn.Module, weights: str) -> None:
+def _load_ema_weights(model: nn.Module, weights: str) -> None:
+    """The averaged weights a dt checkpoint of a run with ``solver.ema.enabled`` holds."""
+    try:
+        ema = Checkpointer.read(weights).get("ema")
+    except (ValueError, RuntimeError) as err:
+        raise InputError(f"cannot read {weights} as a dt checkpoint: {err}") from None
+    if not ema:
+        raise InputError(f"checkpoint {weights} has no EMA weights (train with solver.ema.enabled=true)")
+    unwrap_model(model).load_state_dict(ema["weights"])
+
+
+def _load_model_weights(model: nn.Module, weights: str, use_ema: bool = False) -> None:
+    if use_ema:
+        _load_ema_weights(model, weights)
+        return
     report = load_weights(unwrap_model(model), weights)
     if not report.loaded:
         raise InputError(f"checkpoint {weights} has no tensor matching the model")
@@ -245,7 +259,7 @@ def eval_command(args: argparse.Namespace) -> int:
     _check_file(args.weights, "checkpoint")
     check_writable_dir(cfg.output_dir)
     model = build_model(cfg.model, _device())
-    _load_model_weights(model, args.weights)
+    _load_model_weights(model, args.weights, use_ema=args.ema)
     results = evaluate(cfg, model, cfg.output_dir)
     print(json.dumps(results, indent=2, sort_keys=True))
     return 0
@@ -275,7 +289,7 @@ def predict_command(args: argparse.Namespace) -> int:
     images = _expand_inputs(args.input)
     out = check_writable_dir(args.output)
     model = build_model(cfg.model, _device()).eval()
-    _load_model_weights(model, args.weights)
+    _load_model_weights(model, args.weights, use_ema=args.ema)
     dataset = cfg.data.datasets.test[0] if cfg.data.datasets.test else None
     metadata = MetadataCatalog.get(dataset) if dataset in DatasetCatalog else None
     id_map = (metadata.get("thing_dataset_id_to_contiguous_id") if metadata else None) or {}
