@@ -211,6 +211,8 @@ def compat(session: nox.Session) -> None:
     with tempfile.TemporaryDirectory(prefix="dt-ops-wheel-") as outdir:
         wheel = _dt_ops_wheel(session, outdir)
         session.install("-c", str(COMPAT_CONSTRAINTS), "torch", "torchvision", f"{wheel}[test]")
+        # A reused venv already holds dt-ops of the same version: replace it with this very wheel.
+        session.install("--no-deps", "--force-reinstall", str(wheel))
     show = "import torch, dt_ops; print('torch', torch.__version__, '| dt_ops', dt_ops.__file__)"
     session.run("python", "-c", show)
     session.run("pytest", str(package.tests), "-m", "not slow", *session.posargs)
@@ -226,6 +228,7 @@ def build_cuda(session: nox.Session) -> None:
     with tempfile.TemporaryDirectory(prefix="dt-ops-cuda-") as outdir:
         wheel = _dt_ops_wheel(session, outdir, *config, env={"DT_OPS_CUDA": "ON"})
         session.install("-c", str(CONSTRAINTS), str(wheel))
+        session.install("--no-deps", "--force-reinstall", str(wheel))
     check = (
         "import subprocess, dt_ops._C as c; "
         "assert c.has_cuda and hasattr(c, 'roi_align_forward_cuda'), 'no CUDA kernels in the build'; "
@@ -239,5 +242,8 @@ def build_cuda(session: nox.Session) -> None:
 @nox.session(name="bench-ops")
 def bench_ops(session: nox.Session) -> None:
     """benchmarks/ops.py: dt-ops against torchvision's CPU kernels (needs the compat torch pair)."""
-    session.install("-c", str(COMPAT_CONSTRAINTS), "torch", "torchvision", str(PACKAGES["dt-ops"].path))
+    with tempfile.TemporaryDirectory(prefix="dt-ops-wheel-") as outdir:
+        wheel = _dt_ops_wheel(session, outdir)
+        session.install("-c", str(COMPAT_CONSTRAINTS), "torch", "torchvision", str(wheel))
+        session.install("--no-deps", "--force-reinstall", str(wheel))
     session.run("python", str(ROOT / "benchmarks" / "ops.py"))

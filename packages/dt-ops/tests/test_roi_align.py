@@ -30,6 +30,19 @@ def test_matches_reference(dtype, aligned, sampling_ratio, contiguous):
     torch.testing.assert_close(x.grad, x_ref.grad, **tol)
 
 
+def test_large_adaptive_grids_are_processed_in_chunks():
+    # ~41k samples per ROI (adaptive grid 29x29 per bin): more than one chunk of the tap table.
+    x = torch.randn(2, 2, 60, 60, dtype=torch.float64, requires_grad=True)
+    rois = torch.tensor([[i % 2, 1.0 + i, 2.0, 203.0 + i, 204.0] for i in range(30)], dtype=torch.float64)
+    x_ref = x.detach().clone().requires_grad_()
+    out = dt_ops.roi_align(x, rois, 7, 1.0, 0, True)
+    ref = roi_align_ref(x_ref, rois, (7, 7), 1.0, 0, True)
+    torch.testing.assert_close(out, ref)
+    out.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+
+
 def test_gradcheck():
     x = torch.randn(1, 2, 6, 7, dtype=torch.float64, requires_grad=True)
     rois = torch.tensor([[0, 0.3, 0.7, 4.2, 5.1], [0, 2.5, 1.5, 6.5, 3.3]], dtype=torch.float64)
