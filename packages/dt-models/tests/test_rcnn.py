@@ -130,3 +130,17 @@ def test_detector_postprocess_drops_empty_boxes_and_keeps_input():
     assert len(out) == 1 and out.image_size == (20, 40)
     torch.testing.assert_close(out.pred_boxes.tensor, torch.tensor([[0.0, 0.0, 10.0, 10.0]]))
     assert len(inst) == 2 and inst.pred_boxes.tensor[1, 0] == 25.0
+
+
+def test_fast_rcnn_inference_edge_cases():
+    from dt_models.roi_heads import fast_rcnn_inference
+
+    boxes = [torch.zeros(0, 8), torch.tensor([[0.0, 0.0, 5.0, 5.0, 1.0, 1.0, 20.0, 6.0], [float("nan")] * 8])]
+    scores = [torch.zeros(0, 3), torch.tensor([[0.3, 0.6, 0.1], [0.5, 0.4, 0.1]])]
+    results, kept = fast_rcnn_inference(boxes, scores, [(10, 10), (10, 10)], 0.05, 0.5, 100)
+    assert len(results[0]) == 0 and kept[0].numel() == 0
+    # the NaN row is dropped; class 1's box is clipped to the image; sorted by score
+    assert results[1].pred_classes.tolist() == [1, 0] and kept[1].tolist() == [0, 0]
+    torch.testing.assert_close(results[1].pred_boxes.tensor[0], torch.tensor([1.0, 1.0, 10.0, 6.0]))
+    agnostic, _ = fast_rcnn_inference([boxes[1][:1, :4]], [scores[1][:1]], [(10, 10)], 0.05, 0.5, 1)
+    assert len(agnostic[0]) == 1 and agnostic[0].pred_classes.tolist() == [1]
