@@ -11,6 +11,7 @@ which pins torch to the CPU wheel this machine has (an unpinned torch pulls GBs 
     nox -s lint                ruff check, ruff format --check, import-direction contracts
     nox -s build               wheel + sdist of every package into dist/, each installed cleanly
     nox -s bench               benchmarks/*.py (JSON on stdout); pass script names to pick some
+    nox -s demo                dt demo: train, evaluate and visualize Mask R-CNN on shapes (CPU)
 """
 
 from __future__ import annotations
@@ -93,12 +94,15 @@ def _discover() -> dict[str, Package]:
 PACKAGES = _discover()
 
 
-def _install_from_checkout(session: nox.Session, names: list[str], constraints: Path = CONSTRAINTS) -> None:
-    """Install the named packages (with their ``test`` extra) and their sibling dependencies."""
+def _install_from_checkout(
+    session: nox.Session, names: list[str], constraints: Path = CONSTRAINTS, extra: str | None = "test"
+) -> None:
+    """Install the named packages (with ``extra``) and their sibling dependencies."""
     wanted = set(names)
     for name in names:
         wanted.update(PACKAGES[name].siblings)
-    targets = [f"{PACKAGES[n].path}[test]" if n in names else str(PACKAGES[n].path) for n in sorted(wanted)]
+    suffix = f"[{extra}]" if extra else ""
+    targets = [f"{PACKAGES[n].path}{suffix}" if n in names else str(PACKAGES[n].path) for n in sorted(wanted)]
     session.install("-c", str(constraints), *targets)
 
 
@@ -149,6 +153,13 @@ def _register_package_tests(package: Package) -> None:
 
 for _package in PACKAGES.values():
     _register_package_tests(_package)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Install dt from the checkout and run ``dt demo`` (train, evaluate, visualize on ``shapes``)."""
+    _install_from_checkout(session, ["dt-engine"], extra=None)
+    session.run("dt", "demo", *session.posargs)
 
 
 @nox.session
