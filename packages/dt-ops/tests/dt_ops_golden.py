@@ -10,18 +10,16 @@ import torch
 
 __all__ = ["golden_cases"]
 
-GOLDEN_DIR = Path(os.environ.get("DT_GOLDEN_DIR", "/work/shared/golden")) / "ops"
+# The golden folder sits beside the repository (../shared/golden); DT_GOLDEN points elsewhere.
+_BESIDE_REPO = Path(__file__).resolve().parents[4] / "shared" / "golden"
+GOLDEN_DIR = Path(os.environ.get("DT_GOLDEN", _BESIDE_REPO)) / "ops"
 
 
 def golden_cases(name: str) -> list:
-    """pytest params, one per case of ``<name>.pt``; a single skipped param when the file is absent."""
+    """pytest params, one per case of ``<name>.pt``; missing golden files are an error, not a skip."""
     path = GOLDEN_DIR / f"{name}.pt"
     if not path.exists():
-        return [
-            pytest.param(
-                None, marks=pytest.mark.skip(reason=f"golden file {path} not found; set DT_GOLDEN_DIR")
-            )
-        ]
+        raise FileNotFoundError(f"golden file {path} not found (set DT_GOLDEN to the golden folder)")
     cases = torch.load(path, weights_only=True)
     cases = cases if isinstance(cases, list) else [cases]
     return [pytest.param(case, id=f"{name}-{i}") for i, case in enumerate(cases)]
