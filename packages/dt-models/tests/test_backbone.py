@@ -101,3 +101,10 @@ def test_deformable_stage_runs_and_starts_as_regular_conv():
     feats = torch.randn(1, block.conv2.weight.shape[1], 8, 8)
     ref = torch.nn.functional.conv2d(feats, block.conv2.weight, stride=block.conv2.stride, padding=1)
     torch.testing.assert_close(block._conv2(feats), block.conv2.norm(0.5 * ref), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("depth, blocks", [(34, [3, 4, 6, 3]), (101, [3, 4, 23, 3]), (152, [3, 8, 36, 3])])
+def test_resnet_depths_have_standard_block_counts(depth, blocks):
+    narrow = {"res2_out_channels": 64} if depth == 34 else {"width_per_group": 1, "res2_out_channels": 4}
+    stages = make_resnet_stages(depth=depth, stem_out_channels=4, norm="FrozenBN", **narrow)
+    assert [len(s) for s in stages] == blocks
