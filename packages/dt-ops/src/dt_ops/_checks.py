@@ -9,6 +9,7 @@ import torch
 
 __all__ = [
     "FLOAT_DTYPES",
+    "autocast_float32",
     "INDEX_DTYPES",
     "check_float_tensor",
     "check_idxs",
@@ -22,6 +23,32 @@ __all__ = [
 FLOAT_DTYPES = (torch.float32, torch.float64)
 INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 _DEVICE_TYPES = ("cpu", "cuda")
+
+
+def autocast_float32(*values: object) -> tuple:
+    """Inside an autocast region, floating tensors (also inside lists) become float32, as torchvision's
+    ops behave under autocast: the kernels then see one dtype however the model mixed precisions.
+    Outside autocast the values come back unchanged."""
+    devices = {_first_device(v) for v in values} - {None}
+    if not any(d.type in _DEVICE_TYPES and torch.is_autocast_enabled(d.type) for d in devices):
+        return values
+    return tuple(_to_float32(v) for v in values)
+
+
+def _first_device(value: object) -> torch.device | None:
+    if isinstance(value, torch.Tensor):
+        return value.device
+    if isinstance(value, (list, tuple)):
+        return next((t.device for t in value if isinstance(t, torch.Tensor)), None)
+    return None
+
+
+def _to_float32(value: object) -> object:
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_float32(v) for v in value)
+    return value
 
 
 def check_tensor(

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from dt_ops import _native
 from dt_ops._checks import (
+    autocast_float32,
     check_float_tensor,
     check_idxs,
     check_same_device,
@@ -96,6 +97,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     Returns:
         ``Tensor[K]`` int64 indices of the kept boxes, in decreasing score order (ties: lower index first).
     """
+    boxes, scores = autocast_float32(boxes, scores)
     threshold = _check_nms_args("nms", boxes, scores, iou_threshold, 4)
     return torch.ops.dt.nms(boxes, scores, threshold)
 
@@ -114,6 +116,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         ordered exactly as torchvision's ``batched_nms`` orders them (lower index first up to 1000
         boxes on CPU; above, by torch's descending sort of the kept scores, as its per-class loop).
     """
+    boxes, scores = autocast_float32(boxes, scores)
     threshold = _check_nms_args("batched_nms", boxes, scores, iou_threshold, 4)
     idxs = check_idxs("batched_nms", boxes, idxs)
     return torch.ops.dt.batched_nms(boxes, scores, idxs, threshold)
@@ -124,6 +127,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
 
     Like torchvision, two empty boxes have IoU NaN (0 / 0). Not differentiable.
     """
+    boxes1, boxes2 = autocast_float32(boxes1, boxes2)
     check_float_tensor("box_iou", "boxes1", boxes1, ndim=2, last=4)
     check_float_tensor("box_iou", "boxes2", boxes2, ndim=2, last=4)
     check_same_dtype("box_iou", boxes1=boxes1, boxes2=boxes2)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from dt_ops import _native
-from dt_ops._checks import check_same_device, check_same_dtype, check_tensor, pair
+from dt_ops._checks import autocast_float32, check_same_device, check_same_dtype, check_tensor, pair
 from dt_ops._rois import INPUT_DTYPES, compute_dtype
 
 __all__ = ["deform_conv2d"]
@@ -209,6 +209,8 @@ def deform_conv2d(
         ``Tensor[B, Cout, Ho, Wo]``.
     """
     fn = "deform_conv2d"
+    output_dtype = input.dtype if isinstance(input, Tensor) else None
+    input, offset, weight, bias, mask = autocast_float32(input, offset, weight, bias, mask)
     check_tensor(fn, "input", input, ndim=4, dtypes=INPUT_DTYPES)
     check_tensor(fn, "offset", offset, ndim=4, dtypes=INPUT_DTYPES)
     check_tensor(fn, "weight", weight, ndim=4, dtypes=INPUT_DTYPES)
@@ -230,4 +232,4 @@ def deform_conv2d(
     output = torch.ops.dt.deform_conv2d(
         cast(input), cast(weight), cast(offset), cast(mask), cast(bias), *stride_hw, *padding_hw, *dilation_hw
     )
-    return output.to(input.dtype)
+    return output.to(output_dtype)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from dt_ops import _native
-from dt_ops._checks import pair
+from dt_ops._checks import autocast_float32, pair
 from dt_ops._rois import check_pool_input, compute_dtype, rois_from_boxes
 
 __all__ = ["roi_pool"]
@@ -98,6 +98,8 @@ def roi_pool(
         ``Tensor[K, C, output_h, output_w]``; empty bins are 0.
     """
     fn = "roi_pool"
+    output_dtype = input.dtype if isinstance(input, Tensor) else None
+    input, boxes = autocast_float32(input, boxes)
     check_pool_input(fn, input)
     rois = rois_from_boxes(fn, input, boxes, 5)
     pooled_h, pooled_w = pair(fn, "output_size", output_size, minimum=1)
@@ -105,4 +107,4 @@ def roi_pool(
     output, _ = torch.ops.dt.roi_pool(
         input.to(dtype), rois.to(dtype), float(spatial_scale), pooled_h, pooled_w
     )
-    return output.to(input.dtype)
+    return output.to(output_dtype)

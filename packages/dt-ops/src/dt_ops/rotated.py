@@ -13,6 +13,7 @@ from torch import Tensor
 
 from dt_ops import _native
 from dt_ops._checks import (
+    autocast_float32,
     check_float_tensor,
     check_idxs,
     check_same_device,
@@ -137,6 +138,7 @@ def box_iou_rotated(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     Boxes with area < 1e-14 have IoU 0 with everything. Not differentiable.
     """
     fn = "box_iou_rotated"
+    boxes1, boxes2 = autocast_float32(boxes1, boxes2)
     check_float_tensor(fn, "boxes1", boxes1, ndim=2, last=5)
     check_float_tensor(fn, "boxes2", boxes2, ndim=2, last=5)
     check_same_dtype(fn, boxes1=boxes1, boxes2=boxes2)
@@ -160,6 +162,7 @@ def nms_rotated(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy NMS of rotated boxes ``Tensor[N, 5]``: a box is discarded when its IoU with a
     higher-scored kept box is >= iou_threshold (detectron2). Returns int64 ``Tensor[K]`` indices in
     decreasing score order."""
+    boxes, scores = autocast_float32(boxes, scores)
     threshold = _check_nms("nms_rotated", boxes, scores, iou_threshold)
     return torch.ops.dt.nms_rotated(boxes, scores, threshold)
 
@@ -168,6 +171,7 @@ def batched_nms_rotated(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_thresho
     """Rotated NMS independently per category ``idxs`` (integer ``Tensor[N]``); indices in decreasing
     score order."""
     fn = "batched_nms_rotated"
+    boxes, scores = autocast_float32(boxes, scores)
     threshold = _check_nms(fn, boxes, scores, iou_threshold)
     idxs = check_idxs(fn, boxes, idxs)
     return torch.ops.dt.batched_nms_rotated(boxes, scores, idxs, threshold)
@@ -193,6 +197,8 @@ def roi_align_rotated(
         ``Tensor[K, C, output_h, output_w]``.
     """
     fn = "roi_align_rotated"
+    output_dtype = input.dtype if isinstance(input, Tensor) else None
+    input, rois = autocast_float32(input, rois)
     check_pool_input(fn, input)
     check_tensor(fn, "rois", rois, ndim=2, last=6, dtypes=(input.dtype,))
     check_same_device(fn, input=input, rois=rois)
@@ -203,4 +209,4 @@ def roi_align_rotated(
     output = torch.ops.dt.roi_align_rotated(
         input.to(dtype), rois.to(dtype), float(spatial_scale), pooled_h, pooled_w, sampling_ratio
     )
-    return output.to(input.dtype)
+    return output.to(output_dtype)
