@@ -1,4 +1,4 @@
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import attrs
 import pytest
@@ -162,3 +162,20 @@ def test_registry_rejects_bad_registrations():
     registry = Registry("test_parts", PartConfig)
     with pytest.raises(ValueError, match="unknown test_parts 'x'; registered: "):
         registry.get("x")
+
+
+@attrs.define(frozen=True, kw_only=True)
+class _ChoicesConfig:
+    optimizer: Literal["SGD", "AdamW"] = "SGD"
+    mode: str = attrs.field(default="a", validator=attrs.validators.in_(("a", "b")))
+
+
+def test_literal_and_attrs_choice_errors_read_well():
+    with pytest.raises(ConfigError) as info:
+        structure(_ChoicesConfig, {"optimizer": "Adam", "mode": "c"})
+    (line,) = info.value.problems  # the literal fails first: attrs validators run on a built object
+    assert line == "$.optimizer: expected one of 'SGD', 'AdamW', got str 'Adam' (did you mean 'AdamW'?)"
+    with pytest.raises(ConfigError) as info:
+        structure(_ChoicesConfig, {"mode": "c"})
+    (line,) = info.value.problems
+    assert "'mode' must be in ('a', 'b')" in line and "Attribute(" not in line

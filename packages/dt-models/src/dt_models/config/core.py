@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
@@ -98,6 +98,18 @@ converter.register_structure_hook(bool, _strict(bool, (bool,)))
 converter.register_structure_hook(str, _strict(str, (str,)))
 
 
+def _structure_literal(value: Any, literal: Any) -> Any:
+    choices = get_args(literal)
+    if value in choices and type(value) in {type(c) for c in choices}:
+        return value
+    listing = ", ".join(repr(c) for c in choices)
+    hint = did_you_mean(value, [c for c in choices if isinstance(c, str)]) if isinstance(value, str) else ""
+    raise ConfigProblem(f"expected one of {listing}, got {_describe(value)}{hint}")
+
+
+converter.register_structure_hook_func(lambda t: get_origin(t) is Literal, _structure_literal)
+
+
 def register_tagged_union(base: type, lookup: Callable[[str], type], default: str | None = None) -> None:
     """Make fields typed ``base`` structure into the config class that ``lookup(name)`` returns.
 
@@ -155,6 +167,9 @@ def _collect(exc: BaseException, path: str, lines: list[str]) -> None:
         lines.append(f"{path}.{exc.key}: {exc.message}" if exc.key else f"{path}: {exc.message}")
     elif isinstance(exc, KeyError):
         lines.append(f"{path}: missing required key")
+    elif len(exc.args) > 1 and isinstance(exc.args[0], str) and isinstance(exc.args[1], attrs.Attribute):
+        # attrs validators raise (message, attribute, expected, value); the message says it all.
+        lines.append(f"{path}: {exc.args[0]}")
     else:
         lines.append(f"{path}: {exc}")
 
