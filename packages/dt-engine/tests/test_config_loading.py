@@ -94,7 +94,7 @@ def test_every_problem_reported_once_per_line_with_path_expected_given_and_hint(
     expected = [
         "$.solver.base_lrr: unknown key (did you mean 'base_lr'?)",
         "$.solver.max_iter: expected int, got str '1000'",
-        "$.solver.optimizer: Adam not in literal typing.Literal['SGD', 'AdamW']",
+        "$.solver.optimizer: expected one of 'SGD', 'AdamW', got str 'Adam' (did you mean 'AdamW'?)",
         "$.solver.amp.enabled: expected bool, got int 1",
         "$.test.eval_perod: unknown key (did you mean 'eval_period'?)",
         "$.seed: expected int, got float 1.5",
