@@ -220,3 +220,22 @@ def test_rotated_instances_crop_with_instance_and_fed_loss_weights():
         torch.testing.assert_close(utils.get_fed_loss_cls_weights("unit_fed", 0.5), torch.tensor([3.0, 2.0]))
     finally:
         MetadataCatalog.remove("unit_fed")
+
+
+def test_transform_instance_annotations_crops_polygon_lists():
+    from dt_data.transforms import CropTransform
+
+    u = [0, 0, 30, 0, 30, 20, 20, 20, 20, 5, 10, 5, 10, 20, 0, 20]  # "U": legs below y = 5
+    far = [50, 50, 60, 50, 60, 60]  # outside the crop window
+    anno = {"bbox": [0, 0, 30, 20], "bbox_mode": BoxMode.XYXY_ABS, "segmentation": [u, far], "category_id": 1}
+    out = utils.transform_instance_annotations(anno, [CropTransform(0, 10, 30, 10)], (10, 30))
+    assert anno["segmentation"] == [u, far]  # input unchanged
+    polys = out["segmentation"]
+    assert len(polys) == 2 and all(p.ndim == 1 and len(p) == 8 for p in polys)
+    xs = sorted((p[0::2].min(), p[0::2].max()) for p in polys)
+    assert xs == [(0, 10), (20, 30)] and all(p[1::2].min() == 0 and p[1::2].max() == 10 for p in polys)
+    np.testing.assert_allclose(out["bbox"], [0, 0, 30, 10])
+    inst = utils.annotations_to_instances([out], (10, 30))
+    assert len(inst.gt_masks.polygons[0]) == 2
+    mask = BitMasks.from_polygon_masks(inst.gt_masks, 10, 30).tensor[0]
+    assert mask[:, 10:20].sum() == 0 and mask[:, :10].all() and mask[:, 20:].all()

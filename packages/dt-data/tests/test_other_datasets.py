@@ -161,13 +161,14 @@ def test_cityscapes_instances_and_semantic(tmp_path):
     inst[9:12, 0:3] = 29000  # caravan: ignored in eval
     Image.fromarray(inst.astype(np.uint16)).save(gt_dir / "aachen" / f"{stem}gtFine_instanceIds.png")
     Image.fromarray(np.zeros((12, 16), np.uint8)).save(gt_dir / "aachen" / f"{stem}gtFine_labelTrainIds.png")
-    (d,) = load_cityscapes_instances(str(img_dir), str(gt_dir))
+    (d,) = load_cityscapes_instances(str(img_dir), str(gt_dir), from_json=False)
     assert d["height"] == 12 and d["width"] == 16 and d["image_id"] == f"{stem}leftImg8bit.png"
     by_cat = {(a["category_id"], a["iscrowd"]): a for a in d["annotations"]}
     assert set(by_cat) == {(0, True), (0, False), (2, False)}  # person crowd, person, car
     assert by_cat[(2, False)]["bbox"] == [1.0, 1.0, 4.0, 3.0]
     assert len(by_cat[(2, False)]["segmentation"][0]) >= 6
-    rle = load_cityscapes_instances(str(img_dir), str(gt_dir), to_polygons=False)[0]["annotations"][0]
+    rle = load_cityscapes_instances(str(img_dir), str(gt_dir), from_json=False, to_polygons=False)
+    rle = rle[0]["annotations"][0]
     assert "counts" in rle["segmentation"]
     (s,) = load_cityscapes_semantic(str(img_dir), str(gt_dir))
     assert s["sem_seg_file_name"].endswith("gtFine_labelTrainIds.png") and (s["height"], s["width"]) == (
@@ -176,6 +177,72 @@ def test_cityscapes_instances_and_semantic(tmp_path):
     )
     with pytest.raises(FileNotFoundError):
         load_cityscapes_instances(str(tmp_path / "none"), str(gt_dir))
+    with pytest.raises(FileNotFoundError, match="polygons.json"):
+        load_cityscapes_instances(str(img_dir), str(gt_dir))  # from_json=True is the default
+
+
+def _rect(x0, y0, x1, y1):
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+
+def _shoelace(flat):
+    p = np.asarray(flat, np.float64).reshape(-1, 2)
+    return 0.5 * abs(float(np.dot(p[:, 0], np.roll(p[:, 1], -1)) - np.dot(p[:, 1], np.roll(p[:, 0], -1))))
+
+
+def test_cityscapes_instances_from_json_resolve_overlaps(tmp_path):
+    from shapely import Point, Polygon
+
+    img_dir, gt_dir = tmp_path / "leftImg8bit" / "val", tmp_path / "gtFine" / "val"
+    (img_dir / "lindau").mkdir(parents=True)
+    (gt_dir / "lindau").mkdir(parents=True)
+    stem = "lindau_000000_000019_"
+    Image.new("RGB", (40, 30)).save(img_dir / "lindau" / f"{stem}leftImg8bit.png")
+    objects = [  # drawing order: each object is painted over the earlier ones
+        {"label": "road", "polygon": _rect(0, 0, 39, 29)},
+        {"label": "rider", "polygon": _rect(16, 4, 20, 8)},  # later hidden entirely by the person
+        {"label": "car", "polygon": _rect(2, 2, 36, 12)},  # the person cuts it in two
+        {"label": "person", "polygon": _rect(14, 0, 22, 20)},
+        {"label": "caravan", "polygon": _rect(0, 8, 6, 16)},  # ignored in eval, but hides the car
+        {"label": "license plate", "polygon": _rect(15, 8, 18, 10)},  # id -1: ignored, hides nothing
+        {"label": "cargroup", "polygon": _rect(25, 22, 35, 28)},
+        {"label": "bus", "polygon": _rect(0, 0, 39, 29), "deleted": 1},
+    ]
+    info = {"imgHeight": 30, "imgWidth": 40, "objects": objects}
+    json_file = gt_dir / "lindau" / f"{stem}gtFine_polygons.json"
+    json_file.write_text(json.dumps(info))
+    (d,) = load_cityscapes_instances(str(img_dir), str(gt_dir))  # no instanceIds PNG needed
+    assert (d["height"], d["width"], d["image_id"]) == (30, 40, f"{stem}leftImg8bit.png")
+    crowd, person, car = d["annotations"]  # reverse drawing order; rider and ignored labels dropped
+    assert (crowd["category_id"], crowd["iscrowd"]) == (2, True)
+    assert (person["category_id"], person["iscrowd"]) == (0, False)
+    assert (car["category_id"], car["iscrowd"]) == (2, False)
+    # integer vertices + 0.5, dilated by 0.5: bounds are the pixel extents [x0, x1 + 1]
+    assert crowd["bbox"] == [25.0, 22.0, 36.0, 29.0] and crowd["bbox_mode"] == BoxMode.XYXY_ABS
+    assert person["bbox"] == [14.0, 0.0, 23.0, 21.0]
+    assert car["bbox"] == [2.0, 2.0, 37.0, 13.0]
+    # the person is whole (the license plate hides nothing): 8x20 rectangle + 0.5 band + a 16-gon
+    (person_poly,) = person["segmentation"]
+    assert _shoelace(person_poly) == pytest.approx(9 * 21 - 4 * (0.25 - 2 * 0.25 * np.sin(np.pi / 8)))
+    assert person_poly[:2] == person_poly[-2:]  # exterior ring with its closing vertex
+    # the car is split by the person into two polygons; the caravan hides its lower-left corner
+    left, right = sorted(
+        (Polygon(np.reshape(p, (-1, 2))) for p in car["segmentation"]), key=lambda g: g.bounds
+    )
+    assert left.bounds == (2.0, 2.0, 14.0, 13.0) and right.bounds == (23.0, 2.0, 37.0, 13.0)
+    assert left.contains(Point(10, 11)) and not left.contains(Point(4, 11)) and left.contains(Point(4, 5))
+    corner = 2 * 0.25 * np.sin(np.pi / 8)  # a quarter of the 16-gon buffer(0.5, quad_segs=4) rounds with
+    assert right.area == pytest.approx(14 * 11 - 2 * (0.25 - corner))  # two rounded corners, two cut ones
+    with pytest.raises(ValueError, match="to_polygons"):
+        load_cityscapes_instances(str(img_dir), str(gt_dir), to_polygons=False)
+    objects.append({"label": "unicorn", "polygon": _rect(1, 1, 3, 3)})
+    json_file.write_text(json.dumps(info))
+    with pytest.raises(AnnotationError, match="object 8 has unknown label 'unicorn'"):
+        load_cityscapes_instances(str(img_dir), str(gt_dir))
+    objects[-1] = {"label": "car", "polygon": [[1, 1], [2, 2]]}
+    json_file.write_text(json.dumps(info))
+    with pytest.raises(AnnotationError, match="object 8 has a malformed polygon"):
+        load_cityscapes_instances(str(img_dir), str(gt_dir))
 
 
 def test_register_functions_set_evaluator_types(tmp_path):

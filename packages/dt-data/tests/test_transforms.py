@@ -168,3 +168,43 @@ def test_crop_of_convex_polygon_stays_in_window_and_matches_raster_area(pts, x0,
     assert abs(got - expected) <= band
     for p in out:
         assert (p >= -1e-9).all() and (p[:, 0] <= 20 + 1e-9).all() and (p[:, 1] <= 15 + 1e-9).all()
+
+
+def _signed_area(p: np.ndarray) -> float:
+    x, y = p[:, 0], p[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def test_crop_splits_concave_polygon_into_separate_polygons():
+    # a "U" opening downwards (y grows down): legs at x in [0, 10] and [20, 30], bridge at y in [0, 5]
+    u = np.array([[0, 0], [30, 0], [30, 20], [20, 20], [20, 5], [10, 5], [10, 20], [0, 20]], np.float64)
+    out = T.CropTransform(0, 10, 30, 10).apply_polygons([u])  # keeps only the legs
+    assert len(out) == 2
+    boxes = sorted((p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()) for p in out)
+    assert boxes == [(0, 0, 10, 10), (20, 0, 30, 10)]
+    for p in out:
+        assert p.shape == (4, 2) and p.dtype == np.float64
+        assert not np.array_equal(p[0], p[-1])  # closing vertex removed
+        assert _signed_area(p) == pytest.approx(-100.0)  # GEOS's ring orientation, kept as fvcore does
+    # a window containing the whole polygon returns one ring of the same area, oriented the same way
+    (whole,) = T.CropTransform(0, 0, 30, 30).apply_polygons([u[::-1]])
+    assert len(whole) == 8 and _signed_area(whole) == pytest.approx(-450.0)
+    np.testing.assert_array_equal(u, u.copy())
+
+
+def test_crop_drops_lines_points_and_repairs_self_intersections():
+    window = T.CropTransform(0, 0, 10, 10)
+    # inside the window: the square [2, 8] x [0, 2]; the arm at x >= 10 only touches the window along
+    # x == 10 (a GeometryCollection of a polygon and a line): only the polygon is kept
+    poly = np.array([[2, 2], [8, 2], [8, -5], [10, -5], [10, 5], [15, 5], [15, -10], [2, -10]], np.float64)
+    (piece,) = window.apply_polygons([poly])
+    assert sorted(map(tuple, piece)) == [(2, 0), (2, 2), (8, 0), (8, 2)]
+    edge_only = np.array([[10, 0], [20, 0], [20, 10], [10, 10]], np.float64)  # shares an edge: a line
+    corner_only = np.array([[10, 10], [20, 10], [20, 20]], np.float64)  # shares a corner: a point
+    collinear = np.array([[1, 1], [2, 2], [3, 3]], np.float64)  # no area
+    assert window.apply_polygons([edge_only, corner_only, collinear]) == []
+    bowtie = np.array([[0, 0], [6, 6], [6, 0], [0, 6]], np.float64)  # buffer(0) keeps one lobe
+    (lobe,) = window.apply_polygons([bowtie])
+    assert abs(_signed_area(lobe)) == pytest.approx(9.0)
+    with pytest.raises(ValueError, match=r"polygons\[0\] must have at least 3 points"):
+        window.apply_polygons([np.array([[0.0, 0.0], [1.0, 1.0]])])

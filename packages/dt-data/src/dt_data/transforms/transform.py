@@ -14,9 +14,11 @@ from typing import Any
 
 import cv2
 import numpy as np
+import shapely
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from shapely.geometry.base import BaseMultipartGeometry
 
 __all__ = [
     "BlendTransform",
@@ -199,31 +201,6 @@ class VFlipTransform(Transform):
         return self
 
 
-def _clip_polygon(poly: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-    """Sutherland-Hodgman clip of a polygon ``[K, 2]`` to the rectangle ``[x0, x1] x [y0, y1]``."""
-    pts = poly
-    for axis, bound, keep_greater in ((0, x0, True), (0, x1, False), (1, y0, True), (1, y1, False)):
-        if len(pts) == 0:
-            break
-        inside = pts[:, axis] >= bound if keep_greater else pts[:, axis] <= bound
-        nxt = np.roll(pts, -1, axis=0)
-        nxt_inside = np.roll(inside, -1)
-        out = []
-        for p, q, p_in, q_in in zip(pts, nxt, inside, nxt_inside, strict=True):
-            if p_in:
-                out.append(p)
-            if p_in != q_in:
-                t = (bound - p[axis]) / (q[axis] - p[axis])
-                out.append(p + t * (q - p))
-        pts = np.asarray(out, dtype=np.float64).reshape(-1, 2)
-    return pts
-
-
-def _polygon_area(poly: np.ndarray) -> float:
-    x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-
-
 class CropTransform(Transform):
     """Keep the window ``[x0, x0 + w) x [y0, y0 + h)``; ``orig_w``/``orig_h`` (the input size) make it
     invertible (as a pad)."""
@@ -242,14 +219,30 @@ class CropTransform(Transform):
         return np.asarray(coords, dtype=np.float64) - np.array([self.x0, self.y0], dtype=np.float64)
 
     def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
-        """Clip each polygon to the crop window; pieces with no area are dropped."""
-        out = []
-        for poly in polygons:
+        """Intersect each polygon ``ndarray[K, 2]`` with the crop window using shapely, as fvcore does.
+
+        Each polygon is first repaired with ``buffer(0)``; a polygon the window cuts into several
+        pieces becomes several polygons; holes, and pieces without area (lines, points), are dropped.
+        Each output is the exterior ring as GEOS returns it (start vertex and orientation included),
+        without the repeated closing vertex, shifted to the crop origin: ``ndarray[M, 2]``, float64.
+        """
+        window = shapely.box(self.x0, self.y0, self.x0 + self.w, self.y0 + self.h).buffer(0.0)
+        pieces = []
+        for i, poly in enumerate(polygons):
             poly = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
-            clipped = _clip_polygon(poly, self.x0, self.y0, self.x0 + self.w, self.y0 + self.h)
-            if len(clipped) >= 3 and _polygon_area(clipped) > 0:
-                out.append(self.apply_coords(clipped))
-        return out
+            if len(poly) < 3:
+                raise ValueError(f"polygons[{i}] must have at least 3 points, got {len(poly)}")
+            shape = shapely.Polygon(poly).buffer(0.0)
+            if not shape.is_valid:
+                raise ValueError(f"polygons[{i}] is not a valid polygon even after buffer(0)")
+            cropped = shape.intersection(window)
+            if cropped.is_empty:
+                continue
+            parts = cropped.geoms if isinstance(cropped, BaseMultipartGeometry) else [cropped]
+            for part in parts:
+                if isinstance(part, shapely.Polygon) and part.is_valid and not part.is_empty:
+                    pieces.append(np.asarray(part.exterior.coords, dtype=np.float64)[:-1])
+        return [self.apply_coords(p) for p in pieces]
 
     def inverse(self) -> Transform:
         if self.orig_w is None or self.orig_h is None:
