@@ -15,6 +15,7 @@ import os
 import time
 
 import psutil
+
 from dt_data import DatasetCatalog, DatasetMapper, build_detection_train_loader
 from dt_data import transforms as T
 
