@@ -259,8 +259,9 @@ def load_cityscapes_semantic(image_dir: str, gt_dir: str) -> list[dict]:
 
 
 def register_cityscapes(name: str, image_dir: str, gt_dir: str) -> None:
-    """Register ``{name}_instance_seg`` (evaluator ``cityscapes_instance``) and ``{name}_sem_seg``
-    (evaluator ``cityscapes_sem_seg``)."""
+    """Register ``{name}_instance_seg`` (evaluator ``cityscapes_instance``; instances from the polygons
+    JSON, as detectron2's builtin Cityscapes sets) and ``{name}_sem_seg`` (evaluator
+    ``cityscapes_sem_seg``)."""
     meta = {"thing_classes": THING_CLASSES, "stuff_classes": STUFF_CLASSES}
     inst, sem = f"{name}_instance_seg", f"{name}_sem_seg"
     DatasetCatalog.register(inst, lambda: load_cityscapes_instances(image_dir, gt_dir))

@@ -232,10 +232,7 @@ class CropTransform(Transform):
             poly = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
             if len(poly) < 3:
                 raise ValueError(f"polygons[{i}] must have at least 3 points, got {len(poly)}")
-            shape = shapely.Polygon(poly).buffer(0.0)
-            if not shape.is_valid:
-                raise ValueError(f"polygons[{i}] is not a valid polygon even after buffer(0)")
-            cropped = shape.intersection(window)
+            cropped = shapely.Polygon(poly).buffer(0.0).intersection(window)
             if cropped.is_empty:
                 continue
             parts = cropped.geoms if isinstance(cropped, BaseMultipartGeometry) else [cropped]
