@@ -1,4 +1,5 @@
-"""``COCOEvaluator``: COCO AP for boxes, masks and keypoints from model outputs or a results json.
+"""``COCOEvaluator``: COCO AP for boxes, masks and keypoints from model outputs or a results json,
+and detectron2's box-proposal recall (``AR@100`` ... ``ARl@1000``) for outputs carrying ``proposals``.
 
 dt-eval does not import dt-data: pass the ground truth as ``coco_json`` (a COCO json path), or as
 ``dataset_dicts`` (dt's standard dataset dicts, converted to COCO json once and cached in
@@ -18,6 +19,7 @@ import itertools
 import json
 import logging
 import os
+import pickle
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -107,7 +109,8 @@ class COCOEvaluator(DatasetEvaluator):
         self._predictions = []
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
-        """Convert each output's ``instances`` to COCO result dicts for its input's ``image_id``."""
+        """Convert each output's ``instances`` to COCO result dicts for its input's ``image_id``, and
+        keep its ``proposals`` (``proposal_boxes`` XYXY_ABS, ``objectness_logits``) when present."""
         for inp, out in zip(inputs, outputs, strict=True):
             prediction: dict = {"image_id": inp["image_id"]}
             if "instances" in out:
@@ -115,11 +118,17 @@ class COCOEvaluator(DatasetEvaluator):
                 if hasattr(instances, "to"):
                     instances = instances.to("cpu")
                 prediction["instances"] = instances_to_coco_json(instances, inp["image_id"])
+            if "proposals" in out:
+                from dt_eval.box_proposals import proposal_arrays
+
+                prediction["proposals"] = proposal_arrays(out["proposals"], inp["image_id"])
             if len(prediction) > 1:
                 self._predictions.append(prediction)
 
     def evaluate(self, img_ids: Sequence[Any] | None = None) -> dict:
-        """Metrics in percent: ``{"bbox": {"AP": ..., "AP50": ..., "AP-<class>": ...}, "segm": ...}``."""
+        """Metrics in percent: ``{"box_proposals": {"AR@100", ..., "ARl@1000"}}`` when the outputs had
+        proposals, ``{"bbox": {"AP": ..., "AP50": ..., "AP-<class>": ...}, "segm": ...}`` when they had
+        instances. ``img_ids`` restricts the instance evaluation (not the proposals', as in detectron2)."""
         predictions = self._predictions
         if self._distributed:
             comm.synchronize()
@@ -129,8 +138,37 @@ class COCOEvaluator(DatasetEvaluator):
         if len(predictions) == 0:
             logger.warning("[COCOEvaluator] Did not receive valid predictions.")
             return {}
-        results = list(itertools.chain(*[p.get("instances", []) for p in predictions]))
-        return self._evaluate(self._to_dataset_ids(results), img_ids)
+        out: OrderedDict = OrderedDict()
+        with_proposals = [p for p in predictions if "proposals" in p]
+        if with_proposals:
+            proposals = self._eval_box_proposals(with_proposals)
+            if proposals is not None:
+                out["box_proposals"] = proposals
+        if any("instances" in p for p in predictions) or not with_proposals:
+            results = list(itertools.chain(*[p.get("instances", []) for p in predictions]))
+            out.update(self._evaluate(self._to_dataset_ids(results), img_ids))
+        return out
+
+    def _eval_box_proposals(self, predictions: list[dict]) -> dict | None:
+        """detectron2's proposal recall; writes ``box_proposals.pkl`` (boxes XYXY_ABS, logits, ids)."""
+        from dt_eval.box_proposals import proposal_metrics
+
+        if self._output_dir:
+            os.makedirs(self._output_dir, exist_ok=True)
+            data = {
+                "boxes": [p["proposals"]["boxes"].numpy() for p in predictions],
+                "objectness_logits": [p["proposals"]["objectness_logits"].numpy() for p in predictions],
+                "ids": [p["image_id"] for p in predictions],
+                "bbox_mode": 0,  # BoxMode.XYXY_ABS
+            }
+            with open(os.path.join(self._output_dir, "box_proposals.pkl"), "wb") as f:
+                pickle.dump(data, f)
+        if not self._do_evaluation:
+            logger.info("Annotations are not available for evaluation.")
+            return None
+        res = proposal_metrics(predictions, self._coco_api)
+        logger.info("Proposal metrics:\n%s", metrics_table(res))
+        return res
 
     def evaluate_results(self, results: Sequence[dict] | str, img_ids: Sequence[Any] | None = None) -> dict:
         """Evaluate a COCO results list (or json path) whose category ids are the dataset's ids.
