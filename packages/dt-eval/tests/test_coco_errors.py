@@ -87,7 +87,7 @@ def test_accumulate_before_evaluate(data):
 def test_coco_module_imports_no_torch():
     code = (
         "import sys, dt_eval, dt_eval.coco\n"
-        "bad = sorted(m for m in ('torch', 'dt_ops', 'dt_structures') if m in sys.modules)\n"
+        "bad = sorted(m for m in ('torch', 'cv2', 'dt_ops', 'dt_structures') if m in sys.modules)\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run(
