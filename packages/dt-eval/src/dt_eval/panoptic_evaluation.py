@@ -214,6 +214,10 @@ class COCOPanopticEvaluator(DatasetEvaluator):
     Predicted segments carry ``category_id`` and ``isthing`` (contiguous ids, mapped back through
     ``thing_dataset_id_to_contiguous_id`` / ``stuff_dataset_id_to_contiguous_id``) or, without
     ``isthing``, dataset category ids. Segment id 0 is void.
+
+    ``panoptic_seg`` may also be ``(labels, None)``: detectron2's label-divisor format (Panoptic-DeepLab),
+    where each pixel holds ``contiguous_class * metadata.label_divisor + instance`` and -1 is void; a
+    class is a thing when it is among ``thing_dataset_id_to_contiguous_id``'s values.
     """
 
     def __init__(
@@ -236,6 +240,12 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         stuff = _get(metadata, "stuff_dataset_id_to_contiguous_id") or {}
         self._thing_to_dataset = {v: k for k, v in things.items()}
         self._stuff_to_dataset = {v: k for k, v in stuff.items()}
+        self._label_divisor = _get(metadata, "label_divisor")
+        if self._label_divisor is not None and (
+            isinstance(self._label_divisor, bool) or not isinstance(self._label_divisor, int | np.integer)
+            or self._label_divisor < 1
+        ):  # fmt: skip
+            raise ValueError(f"metadata.label_divisor must be a positive int, got {self._label_divisor!r}")
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._distributed = distributed
@@ -259,6 +269,26 @@ class COCOPanopticEvaluator(DatasetEvaluator):
             segment["category_id"] = table[segment["category_id"]]
         return segment
 
+    def _from_label_divisor(self, labels: np.ndarray, image: Any) -> tuple[np.ndarray, list[dict]]:
+        """Segment ids [H, W] (label + 1, void 0) and segments_info of a label-divisor map [H, W]."""
+        if self._label_divisor is None:
+            raise ValueError(
+                f"image {image!r}: panoptic_seg has no segments_info, so it must be in the label-divisor "
+                "format, which needs metadata.label_divisor"
+            )
+        values = np.unique(labels)
+        if values.size and values[0] < -1:
+            raise ValueError(
+                f"image {image!r}: label-divisor panoptic labels must be >= -1 (-1 is void), got {values[0]}"
+            )
+        segments = []
+        for label in values[values != -1].tolist():
+            category = label // self._label_divisor
+            segments.append(
+                {"id": label + 1, "category_id": category, "isthing": category in self._thing_to_dataset}
+            )
+        return labels + 1, segments
+
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         """Encode each panoptic prediction as a PNG (in memory) plus its segments_info."""
         from PIL import Image
@@ -266,8 +296,13 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         for inp, out in zip(inputs, outputs, strict=True):
             ids, segments = out["panoptic_seg"]
             ids = np.asarray(ids.detach().cpu().numpy() if hasattr(ids, "detach") else ids, dtype=np.int64)
-            if segments is None:  # detectron2's label_divisor encoding: id = category * divisor + instance
-                raise ValueError("panoptic_seg without segments_info is not supported; pass segments_info")
+            if segments is None:
+                ids, segments = self._from_label_divisor(ids, inp.get("image_id"))
+            if ids.size and (ids.min() < 0 or ids.max() >= OFFSET):
+                raise ValueError(
+                    f"image {inp.get('image_id')!r}: panoptic segment ids must be in [0, 256^3) to fit a "
+                    f"panoptic PNG, got [{ids.min()}, {ids.max()}]"
+                )
             png = io.BytesIO()
             Image.fromarray(id2rgb(ids)).save(png, format="PNG")
             base = os.path.splitext(os.path.basename(inp.get("file_name", str(inp["image_id"]))))[0]
