@@ -1,4 +1,4 @@
-"""The ``dt`` command: ``dt train``, ``dt eval``, ``dt predict``, ``dt plot``.
+"""The ``dt`` command: ``dt train``, ``dt eval``, ``dt predict``, ``dt plot``, ``dt demo``.
 
 Every command takes ``--config`` (YAML or ``.py``) and dotted overrides (``key.path=value``).
 Bad input (a config error, an unknown dataset, a missing checkpoint or image, an unwritable
@@ -46,6 +46,10 @@ COMMANDS = {
     "plot": (
         "plot training curves (losses, LR, evaluation AP) from metrics.jsonl to PNG",
         "dt plot --metrics output/metrics.jsonl --output output/plots",
+    ),
+    "demo": (
+        "train, evaluate and visualize a small Mask R-CNN on the synthetic shapes dataset (CPU, ~10 min)",
+        "dt demo --output output/demo",
     ),
 }
 
@@ -121,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics", metavar="FILE", help="metrics.jsonl (default: <output_dir>/metrics.jsonl of --config)"
     )
     plot.add_argument("--output", metavar="DIR", help="PNG folder (default: the metrics folder)")
+
+    demo = sub["demo"]
+    _add_common(demo, config_required=False)
+    demo.add_argument("--output", default="./output/demo", metavar="DIR", help="default: ./output/demo")
+    demo.add_argument("--max-iter", type=int, metavar="N", help="shorter/longer training (e.g. 100)")
+    demo.add_argument("--threads", type=int, metavar="T", help="torch threads (default: all cores)")
     return parser
 
 
@@ -151,9 +161,14 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import run
+    from . import demo, run
 
-    commands = {"train": run.train_command, "eval": run.eval_command, "predict": run.predict_command}
+    commands = {
+        "train": run.train_command,
+        "eval": run.eval_command,
+        "predict": run.predict_command,
+        "demo": demo.demo_command,
+    }
     return commands[args.command](args)
 
 
