@@ -9,8 +9,8 @@ overlap >= ``t``; AR is the mean recall over ``0.5:0.95:0.05``.
 
 As in detectron2, images without proposals or without non-crowd ground truth do not count at all
 (their boxes are not in the denominator), images that were never processed do not count, and the
-arithmetic is float32 with torch's ``sort``/``max``/``mean``, so the numbers are detectron2's bit for
-bit. With no box to count, AR is NaN.
+arithmetic is detectron2's: float32, with the same torch ``sort``/``max``/``mean`` calls in the same
+order (so ties in objectness or IoU resolve the same way). With no box to count, AR is NaN.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def _gt_boxes_and_areas(coco_api: Any, image_id: Any) -> tuple[torch.Tensor, tor
 
 
 def _greedy_overlaps(overlaps: torch.Tensor) -> torch.Tensor:
-    """IoU of each ground-truth box [G] after greedy one-to-one matching of ``overlaps`` [P, G]."""
+    """The G overlaps [G] recorded by greedy one-to-one matching of ``overlaps`` [P, G], in matching
+    order (boxes left without a proposal keep 0)."""
     overlaps = overlaps.clone()
     covered = torch.zeros(overlaps.shape[1])
     for j in range(min(overlaps.shape)):
