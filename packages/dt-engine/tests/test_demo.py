@@ -12,7 +12,7 @@ from matplotlib.image import imread
 from dt_engine.checkpoint import Checkpointer
 from dt_engine.cli import main
 from dt_engine.config.experiment import dump_config, load_experiment
-from dt_engine.demo import demo_config_path, final_results, plot_curves
+from dt_engine.demo import configure_cpu, demo_config_path, final_results, plot_curves
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -53,10 +53,23 @@ def test_dt_train_accepts_the_demo_config_and_validates_it(tmp_path, capsys):
 
 def test_demo_rejects_bad_arguments(tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path), "--max-iter", "0"]) == 2
+    assert main(["demo", "--output", str(tmp_path), "--threads", "0"]) == 2
     assert main(["demo", "--output", str(tmp_path), "data.datasets.test=[no_such_set]"]) == 2
     err = capsys.readouterr().err
-    assert "--max-iter must be >= 1" in err and "unknown dataset 'no_such_set'" in err
+    assert "--max-iter must be >= 1" in err and "--threads must be >= 1" in err
+    assert "unknown dataset 'no_such_set'" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_configure_cpu_is_restored():
+    threads = torch.get_num_threads()
+    with configure_cpu(1) as used:
+        assert used == 1 and torch.get_num_threads() == 1
+        assert torch.tensor([1e-40]).mul(1.0).item() == 0.0
+    assert torch.get_num_threads() == threads
+    assert torch.tensor([1e-40]).mul(1.0).item() != 0.0
+    with pytest.raises(ValueError, match="num_threads"), configure_cpu(0):
+        pass
 
 
 def _write_metrics(path: Path) -> None:
@@ -98,10 +111,9 @@ def test_shortened_demo_writes_every_output(tmp_path, capsys):
         "test.eval_period=2",
     ]
     threads = torch.get_num_threads()
-    try:
-        assert main(["demo", "--output", str(out), "--max-iter", "4", "--threads", "1", *overrides]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert main(["demo", "--output", str(out), "--max-iter", "4", "--threads", "1", *overrides]) == 0
+    assert torch.get_num_threads() == threads  # the process's settings are restored
+    assert torch.tensor([1e-40]).mul(1.0).item() != 0.0  # denormals are not flushed any more
     summary = capsys.readouterr().out
 
     cfg = load_experiment(out / "config.yaml")

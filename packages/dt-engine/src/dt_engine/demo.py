@@ -62,20 +62,30 @@ def demo_config_path() -> Iterator[Path]:
         yield path
 
 
-def configure_cpu(num_threads: int | None = None) -> int:
-    """Use ``num_threads`` intra-op threads (default: every core) and flush denormal floats to zero.
+def _flushes_denormals() -> bool:
+    return float((torch.tensor([1e-40]) * 1.0).item()) == 0.0  # 1e-40 is a float32 denormal
+
+
+@contextlib.contextmanager
+def configure_cpu(num_threads: int | None = None) -> Iterator[int]:
+    """Within the block: ``num_threads`` intra-op threads (default: every core) and denormal floats
+    flushed to zero; both restored afterwards. Yields the number of threads.
 
     From-scratch training produces tiny gradients and optimizer moments; without flushing, the
-    x86 denormal path made a demo training step about 8x slower. Call it after the heavy imports
-    (dt_models, dt_data) and before building a model: threads created later inherit the setting.
-    Returns the number of threads.
+    first training steps of the demo ran several times slower on the x86 denormal path. Enter it
+    after the heavy imports (dt_models, dt_data) and before building a model.
     """
     threads = num_threads if num_threads is not None else max(1, len(os.sched_getaffinity(0)))
     if threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {threads}")
+    saved_threads, saved_flush = torch.get_num_threads(), _flushes_denormals()
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
-    return threads
+    try:
+        yield threads
+    finally:
+        torch.set_flush_denormal(saved_flush)
+        torch.set_num_threads(saved_threads)
 
 
 def final_results(metrics_path: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
@@ -215,7 +225,8 @@ def demo_command(args: argparse.Namespace) -> int:
     from . import run
 
     start = time.perf_counter()
-    configure_cpu(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {args.threads}")
     overrides: Sequence[str] = list(args.overrides)
     if args.max_iter is not None:
         if args.max_iter < 1:
@@ -227,5 +238,6 @@ def demo_command(args: argparse.Namespace) -> int:
     cfg = attrs.evolve(cfg, output_dir=args.output)
     run._check_datasets(cfg.data.datasets.train + cfg.data.datasets.test)
     run._check_num_classes(cfg)
-    run_demo(cfg, config_source=args.config or f"dt_engine/{DEMO_CONFIG}", start=start)
+    with configure_cpu(args.threads):
+        run_demo(cfg, config_source=args.config or f"dt_engine/{DEMO_CONFIG}", start=start)
     return 0
