@@ -197,7 +197,8 @@ def run_demo(
         confidence=confidence,
     )
     run.predict_command(predict_args)
-    total = time.perf_counter() - start
+    end = time.perf_counter()
+    total = end - start
 
     config, weights = shlex.quote(predict_args.config), shlex.quote(predict_args.weights)
     ema = " --ema" if predict_args.ema else ""
@@ -211,7 +212,7 @@ def run_demo(
         f"evaluation on {', '.join(cfg.data.datasets.test)} (COCO AP, %):",
         _table(results),
         f"wall time: {_minutes(total)} min:s (data {data_seconds:.1f} s, train + eval "
-        f"{trained - start - data_seconds:.1f} s, visualize {total - trained:.1f} s)",
+        f"{trained - start - data_seconds:.1f} s, visualize {end - trained:.1f} s)",
         f"files in {out}: config.yaml metrics.jsonl model_final.pth curves.png results.json predictions/",
         "try it on your own images:",
         f"  {predict_cmd}",
