@@ -240,3 +240,12 @@ def test_yaml_round_trip_property(tmp_path_factory, base_lr, steps, seed, clip, 
     assert again == cfg
     assert dump_yaml(again) == text
     assert unstructure(again) == unstructure(cfg)
+
+
+def test_strings_that_read_as_exponent_floats_are_quoted_when_saved(tmp_path):
+    cfg = attrs.evolve(load_config(None, Mini), output_dir="0e0")
+    text = dump_yaml(cfg)
+    assert "output_dir: '0e0'" in text
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert load_config(path, Mini).output_dir == "0e0"

@@ -48,11 +48,16 @@ class _SafeLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that also reads exponent floats without a dot (``1e-4``)."""
 
 
-_SafeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+class _SafeDumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that knows the same floats, so it quotes strings such as ``"1e-4"``."""
+
+
+for _yaml_class in (_SafeLoader, _SafeDumper):
+    _yaml_class.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
 
 
 def safe_load(text: str) -> Any:
@@ -220,4 +225,6 @@ def load_config(
 
 def dump_yaml(config: Any) -> str:
     """The complete config as YAML; loading it gives back an equal config (and the same text)."""
-    return yaml.safe_dump(unstructure(config), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(
+        unstructure(config), Dumper=_SafeDumper, sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
