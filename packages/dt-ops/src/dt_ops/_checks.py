@@ -13,6 +13,7 @@ __all__ = [
     "INDEX_DTYPES",
     "check_float_tensor",
     "check_idxs",
+    "check_nms_args",
     "check_same_device",
     "check_same_dtype",
     "check_tensor",
@@ -122,3 +123,18 @@ def check_idxs(fn: str, boxes: torch.Tensor, idxs: torch.Tensor) -> torch.Tensor
     if idxs.shape[0] != boxes.shape[0]:
         raise ValueError(f"{fn}: idxs must have one entry per box ({boxes.shape[0]}), got {idxs.shape[0]}")
     return idxs.to(torch.int64)
+
+
+def check_nms_args(
+    fn: str, boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, width: int
+) -> float:
+    """Validate NMS arguments (boxes ``Tensor[N, width]``, scores ``Tensor[N]``); the threshold as float."""
+    check_float_tensor(fn, "boxes", boxes, ndim=2, last=width)
+    check_float_tensor(fn, "scores", scores, ndim=1)
+    check_same_dtype(fn, boxes=boxes, scores=scores)
+    check_same_device(fn, boxes=boxes, scores=scores)
+    if scores.shape[0] != boxes.shape[0]:
+        raise ValueError(
+            f"{fn}: scores must have one entry per box ({boxes.shape[0]}), got {scores.shape[0]}"
+        )
+    return check_threshold(fn, "iou_threshold", iou_threshold)

@@ -13,9 +13,9 @@ from dt_ops._checks import (
     autocast_float32,
     check_float_tensor,
     check_idxs,
+    check_nms_args,
     check_same_device,
     check_same_dtype,
-    check_threshold,
 )
 from dt_ops._nms_impl import nms_impl
 
@@ -74,18 +74,6 @@ def _(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     return boxes1.new_empty((boxes1.shape[0], boxes2.shape[0]))
 
 
-def _check_nms_args(fn: str, boxes: Tensor, scores: Tensor, iou_threshold: float, width: int) -> float:
-    check_float_tensor(fn, "boxes", boxes, ndim=2, last=width)
-    check_float_tensor(fn, "scores", scores, ndim=1)
-    check_same_dtype(fn, boxes=boxes, scores=scores)
-    check_same_device(fn, boxes=boxes, scores=scores)
-    if scores.shape[0] != boxes.shape[0]:
-        raise ValueError(
-            f"{fn}: scores must have one entry per box ({boxes.shape[0]}), got {scores.shape[0]}"
-        )
-    return check_threshold(fn, "iou_threshold", iou_threshold)
-
-
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy non-maximum suppression.
 
@@ -98,7 +86,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         ``Tensor[K]`` int64 indices of the kept boxes, in decreasing score order (ties: lower index first).
     """
     boxes, scores = autocast_float32(boxes, scores)
-    threshold = _check_nms_args("nms", boxes, scores, iou_threshold, 4)
+    threshold = check_nms_args("nms", boxes, scores, iou_threshold, 4)
     return torch.ops.dt.nms(boxes, scores, threshold)
 
 
@@ -117,7 +105,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         boxes on CPU; above, by torch's descending sort of the kept scores, as its per-class loop).
     """
     boxes, scores = autocast_float32(boxes, scores)
-    threshold = _check_nms_args("batched_nms", boxes, scores, iou_threshold, 4)
+    threshold = check_nms_args("batched_nms", boxes, scores, iou_threshold, 4)
     idxs = check_idxs("batched_nms", boxes, idxs)
     return torch.ops.dt.batched_nms(boxes, scores, idxs, threshold)
 

@@ -16,10 +16,10 @@ from dt_ops._checks import (
     autocast_float32,
     check_float_tensor,
     check_idxs,
+    check_nms_args,
     check_same_device,
     check_same_dtype,
     check_tensor,
-    check_threshold,
     pair,
 )
 from dt_ops._nms_impl import nms_impl
@@ -146,24 +146,12 @@ def box_iou_rotated(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     return torch.ops.dt.box_iou_rotated(boxes1, boxes2)
 
 
-def _check_nms(fn: str, boxes: Tensor, scores: Tensor, iou_threshold: float) -> float:
-    check_float_tensor(fn, "boxes", boxes, ndim=2, last=5)
-    check_float_tensor(fn, "scores", scores, ndim=1)
-    check_same_dtype(fn, boxes=boxes, scores=scores)
-    check_same_device(fn, boxes=boxes, scores=scores)
-    if scores.shape[0] != boxes.shape[0]:
-        raise ValueError(
-            f"{fn}: scores must have one entry per box ({boxes.shape[0]}), got {scores.shape[0]}"
-        )
-    return check_threshold(fn, "iou_threshold", iou_threshold)
-
-
 def nms_rotated(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy NMS of rotated boxes ``Tensor[N, 5]``: a box is discarded when its IoU with a
     higher-scored kept box is >= iou_threshold (detectron2). Returns int64 ``Tensor[K]`` indices in
     decreasing score order."""
     boxes, scores = autocast_float32(boxes, scores)
-    threshold = _check_nms("nms_rotated", boxes, scores, iou_threshold)
+    threshold = check_nms_args("nms_rotated", boxes, scores, iou_threshold, 5)
     return torch.ops.dt.nms_rotated(boxes, scores, threshold)
 
 
@@ -172,7 +160,7 @@ def batched_nms_rotated(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_thresho
     score order."""
     fn = "batched_nms_rotated"
     boxes, scores = autocast_float32(boxes, scores)
-    threshold = _check_nms(fn, boxes, scores, iou_threshold)
+    threshold = check_nms_args(fn, boxes, scores, iou_threshold, 5)
     idxs = check_idxs(fn, boxes, idxs)
     return torch.ops.dt.batched_nms_rotated(boxes, scores, idxs, threshold)
 
