@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import io
-import itertools
 import json
 import logging
 import os
@@ -69,12 +68,9 @@ class _CityscapesEvaluator(DatasetEvaluator):
         self._files = []
 
     def _write_gathered(self, directory: str) -> bool:
-        files = self._files
-        if self._distributed:
-            comm.synchronize()
-            files = list(itertools.chain(*comm.gather(files)))
-            if not comm.is_main_process():
-                return False
+        files = comm.gather_list(self._files, self._distributed)
+        if files is None:
+            return False
         for name, data in files:
             with open(os.path.join(directory, name), "wb") as f:
                 f.write(data)

@@ -129,12 +129,9 @@ class COCOEvaluator(DatasetEvaluator):
         """Metrics in percent: ``{"box_proposals": {"AR@100", ..., "ARl@1000"}}`` when the outputs had
         proposals, ``{"bbox": {"AP": ..., "AP50": ..., "AP-<class>": ...}, "segm": ...}`` when they had
         instances. ``img_ids`` restricts the instance evaluation (not the proposals', as in detectron2)."""
-        predictions = self._predictions
-        if self._distributed:
-            comm.synchronize()
-            predictions = list(itertools.chain(*comm.gather(predictions, dst=0)))
-            if not comm.is_main_process():
-                return {}
+        predictions = comm.gather_list(self._predictions, self._distributed)
+        if predictions is None:
+            return {}
         if len(predictions) == 0:
             logger.warning("[COCOEvaluator] Did not receive valid predictions.")
             return {}

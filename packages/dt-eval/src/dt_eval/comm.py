@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["gather", "get_rank", "get_world_size", "is_main_process", "synchronize"]
+__all__ = ["gather", "gather_list", "get_rank", "get_world_size", "is_main_process", "synchronize"]
 
 
 def _dist():
@@ -50,3 +50,16 @@ def gather(data: Any, dst: int = 0) -> list:
     out = [None] * world if dist.get_rank() == dst else None
     dist.gather_object(data, out, dst=dst)
     return out if out is not None else []
+
+
+def gather_list(items: list, distributed: bool = True) -> list | None:
+    """Every rank's ``items`` concatenated in rank order on rank 0; ``None`` on the other ranks.
+
+    With ``distributed=False`` (or a single process) ``items`` comes back as it is."""
+    if not distributed:
+        return items
+    synchronize()
+    if not is_main_process():
+        gather(items)
+        return None
+    return [item for part in gather(items) for item in part]

@@ -93,12 +93,9 @@ class LVISEvaluator(DatasetEvaluator):
 
     def evaluate(self) -> dict:
         """``{"bbox": {"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"}, "segm": ...}``."""
-        predictions = self._predictions
-        if self._distributed:
-            comm.synchronize()
-            predictions = list(itertools.chain(*comm.gather(predictions)))
-            if not comm.is_main_process():
-                return {}
+        predictions = comm.gather_list(self._predictions, self._distributed)
+        if predictions is None:
+            return {}
         if not predictions:
             logger.warning("[LVISEvaluator] Did not receive valid predictions.")
             return {}

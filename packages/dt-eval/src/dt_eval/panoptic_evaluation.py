@@ -10,7 +10,6 @@ it lies on void or on a crowd region of its category.
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import logging
 import os
@@ -313,12 +312,9 @@ class COCOPanopticEvaluator(DatasetEvaluator):
 
     def evaluate(self) -> dict:
         """``{"panoptic_seg": {"PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st", "RQ_st"}}``."""
-        predictions = self._predictions
-        if self._distributed:
-            comm.synchronize()
-            predictions = list(itertools.chain(*comm.gather(predictions)))
-            if not comm.is_main_process():
-                return {}
+        predictions = comm.gather_list(self._predictions, self._distributed)
+        if predictions is None:
+            return {}
         with open(self._gt_json) as f:
             gt = json.load(f)
         with tempfile.TemporaryDirectory(prefix="panoptic_eval") as pred_dir:
