@@ -53,6 +53,18 @@ def _labels():
     return labels
 
 
+def _quiet_args(cs_eval: Any, prediction_dir: str) -> Any:
+    """cityscapesscripts' module-level ``args``, set to read predictions from ``prediction_dir``
+    and to print and write nothing else."""
+    args = cs_eval.args
+    args.predictionPath = os.path.abspath(prediction_dir)
+    args.predictionWalk = None
+    args.JSONOutput = False
+    args.colorized = False
+    args.quiet = True
+    return args
+
+
 class _CityscapesEvaluator(DatasetEvaluator):
     def __init__(self, dataset_name: str, *, gt_dir: str | None, metadata: Any, distributed: bool) -> None:
         self._gt_dir = gt_dir or _get(metadata, "gt_dir")
@@ -132,12 +144,7 @@ class CityscapesInstanceEvaluator(_CityscapesEvaluator):
         with tempfile.TemporaryDirectory(prefix="cityscapes_eval") as tmp:
             if not self._write_gathered(tmp):
                 return {}
-            args = cs_eval.args
-            args.predictionPath = os.path.abspath(tmp)
-            args.predictionWalk = None
-            args.JSONOutput = False
-            args.colorized = False
-            args.quiet = True
+            args = _quiet_args(cs_eval, tmp)
             args.gtInstancesFile = os.path.join(tmp, "gtInstances.json")
             gts = self._ground_truth("*_gtFine_instanceIds.png")
             preds = [cs_eval.getPrediction(gt, args) for gt in gts]
@@ -180,12 +187,7 @@ class CityscapesSemSegEvaluator(_CityscapesEvaluator):
         with tempfile.TemporaryDirectory(prefix="cityscapes_eval") as tmp:
             if not self._write_gathered(tmp):
                 return {}
-            args = cs_eval.args
-            args.predictionPath = os.path.abspath(tmp)
-            args.predictionWalk = None
-            args.JSONOutput = False
-            args.colorized = False
-            args.quiet = True
+            args = _quiet_args(cs_eval, tmp)
             gts = self._ground_truth("*_gtFine_labelIds.png")
             preds = [cs_eval.getPrediction(args, gt) for gt in gts]
             with contextlib.redirect_stdout(io.StringIO()), legacy_numpy_names():
