@@ -1,8 +1,8 @@
 import pytest
 
+from dt_config import ConfigError
 from dt_engine.config import experiment
 from dt_engine.config.experiment import ExperimentConfig, dump_config, load_experiment, upgrade_data
-from dt_models.config import ConfigError
 
 
 def test_defaults_round_trip_yaml_object_yaml(tmp_path):
@@ -38,7 +38,7 @@ def test_model_and_data_overrides_and_errors(tmp_path):
         for line in lines
     )
     assert "$.solver.max_iter: expected int, got str 'ten'" in lines
-    assert any(line.startswith("$.data.loader:") and "num_workers" in line for line in lines)
+    assert "$.data.loader.num_workers: must be >= 0, got -1" in lines
 
 
 def test_python_config_file(tmp_path):

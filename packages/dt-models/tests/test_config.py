@@ -5,22 +5,19 @@ import pytest
 import torch
 import yaml
 
+from dt_config import ConfigError, Registry, Tagged, structure, unstructure
 from dt_models import build_model
 from dt_models.backbone import Backbone
 from dt_models.config import (
     AnchorGeneratorConfig,
     BackboneConfig,
-    ConfigError,
     GeneralizedRCNNConfig,
     ModelConfig,
     ProposalNetworkConfig,
     RPNConfig,
     StandardROIHeadsConfig,
-    Tagged,
-    structure,
-    unstructure,
 )
-from dt_models.registry import BACKBONE_REGISTRY, Registry
+from dt_models.registry import BACKBONE_REGISTRY
 
 
 def _problems(data):
@@ -153,13 +150,13 @@ def test_registry_rejects_bad_registrations():
     with pytest.raises(TypeError, match="attrs subclass"):
         BACKBONE_REGISTRY.register(StandardROIHeadsConfig)
     with pytest.raises(ValueError, match="already a tagged union"):
-        Registry("more_backbones", BackboneConfig)
+        Registry("more_backbones", BackboneConfig, group="dt_models.more_backbones")
 
     @attrs.define(frozen=True, kw_only=True)
     class PartConfig(Tagged):
         pass
 
-    registry = Registry("test_parts", PartConfig)
+    registry = Registry("test_parts", PartConfig, group="dt_models.test_parts")
     with pytest.raises(ValueError, match="unknown test_parts 'x'; registered: "):
         registry.get("x")
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 import yaml
 
+from dt_config import ConfigError
 from dt_models import build_model, detectron2_model_config, load_weights
 from dt_models.checkpoint import convert_caffe2_names, load_checkpoint_file
-from dt_models.config import ConfigError, GeneralizedRCNNConfig, ProposalNetworkConfig, ResNetConfig
+from dt_models.config import GeneralizedRCNNConfig, ProposalNetworkConfig, ResNetConfig
 from dt_models.safe_pickle import UnsafePickleError, safe_load_pickle
 
 GOLDEN = Path(os.environ.get("DT_GOLDEN", Path(__file__).resolve().parents[4] / "shared" / "golden"))

@@ -8,16 +8,17 @@ with a zero-argument function returning dataset dicts; metadata is a per-name at
 
 from __future__ import annotations
 
-import difflib
 from collections import UserDict
 from collections.abc import Callable
 from typing import Any
+
+from dt_config import close_matches
 
 __all__ = ["DatasetCatalog", "Metadata", "MetadataCatalog"]
 
 
 def _unknown(kind: str, name: str, known: list[str]) -> KeyError:
-    close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+    close = close_matches(name, known, n=5)
     hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
     return KeyError(f"{kind} {name!r} is not registered.{hint} ({len(known)} registered)")
 
@@ -72,7 +73,7 @@ class Metadata:
         if key.startswith("__"):
             raise AttributeError(key)
         known = [k for k in self.__dict__ if k != "name"]
-        close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+        close = close_matches(key, known, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise AttributeError(
             f"metadata of dataset {self.name!r} has no attribute {key!r}.{hint} Available: {sorted(known)}"

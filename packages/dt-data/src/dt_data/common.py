@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils import data as torchdata
+
+from dt_config import get_rank
 
 __all__ = [
     "AspectRatioGroupedDataset",
@@ -23,19 +24,9 @@ __all__ = [
     "MapDataset",
     "SerializedList",
     "ToIterableDataset",
-    "get_rank",
-    "get_world_size",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def get_world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def get_rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 class SerializedList:

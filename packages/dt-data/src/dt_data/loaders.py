@@ -17,13 +17,14 @@ from typing import Any
 import torch
 from torch.utils import data as torchdata
 
+from dt_config import get_world_size
+
 from .catalog import DatasetCatalog, MetadataCatalog
 from .common import (
     AspectRatioGroupedDataset,
     DatasetFromList,
     MapDataset,
     ToIterableDataset,
-    get_world_size,
     worker_init_fn,
 )
 from .detection_utils import check_metadata_consistency

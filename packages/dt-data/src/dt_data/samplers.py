@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from .common import get_rank, get_world_size
+from dt_config import get_rank, get_world_size
 
 __all__ = [
     "InferenceSampler",

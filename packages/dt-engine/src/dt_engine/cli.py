@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dt_models.config import ConfigError
+from dt_config import ConfigError
 
 from .errors import InputError, check_writable_dir
 

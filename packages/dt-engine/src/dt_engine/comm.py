@@ -1,4 +1,5 @@
-"""Small helpers over ``torch.distributed`` that also work when it is not initialized."""
+"""Collectives over ``torch.distributed`` that also work when it is not initialized (rank and world
+size come from ``dt_config``; the local rank is set by ``launch``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from dt_config import get_rank, get_world_size, is_main_process
+from dt_config.dist import process_group
 
 __all__ = [
     "all_gather_object",
@@ -21,30 +25,14 @@ __all__ = [
 _LOCAL_RANK = 0
 
 
-def _active() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def get_world_size() -> int:
-    return dist.get_world_size() if _active() else 1
-
-
-def get_rank() -> int:
-    return dist.get_rank() if _active() else 0
-
-
 def get_local_rank() -> int:
     """Rank of this process on its machine (set by ``launch``); 0 when not distributed."""
-    return _LOCAL_RANK if _active() else 0
+    return _LOCAL_RANK if process_group() is not None else 0
 
 
 def _set_local_rank(rank: int) -> None:
     global _LOCAL_RANK
     _LOCAL_RANK = rank
-
-
-def is_main_process() -> bool:
-    return get_rank() == 0
 
 
 def synchronize() -> None:

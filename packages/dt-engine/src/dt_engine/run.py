@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import difflib
 import glob
 import json
 import logging
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dt_config import did_you_mean
 from dt_data import DatasetCatalog, MetadataCatalog, Visualizer, build_detection_test_loader
 from dt_data.build import build_mapper, build_test_loader, build_train_loader
 from dt_data.detection_utils import read_image
@@ -61,8 +61,7 @@ def _check_datasets(names: tuple[str, ...]) -> None:
     for name in names:
         if name not in DatasetCatalog:
             known = sorted(DatasetCatalog.list())
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; registered: {', '.join(known)}"
+            hint = did_you_mean(name, known) or f"; registered: {', '.join(known)}"
             raise InputError(f"unknown dataset {name!r}{hint}")
 
 

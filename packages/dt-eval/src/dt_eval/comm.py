@@ -1,37 +1,15 @@
-"""Process-group helpers: the evaluators gather their predictions to rank 0 through torch.distributed
-when a process group is initialized, and are plain single-process code otherwise (torch is imported
-only when it is already loaded)."""
+"""Gathering to rank 0: the evaluators gather their predictions through torch.distributed when a
+process group is initialized, and are plain single-process code otherwise (torch is used only when
+it is already loaded; rank and world size come from ``dt_config``)."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
+from dt_config import get_rank, get_world_size, is_main_process
+from dt_config.dist import process_group as _dist
+
 __all__ = ["gather", "gather_list", "get_rank", "get_world_size", "is_main_process", "synchronize"]
-
-
-def _dist():
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return None
-    dist = torch.distributed
-    if not dist.is_available() or not dist.is_initialized():
-        return None
-    return dist
-
-
-def get_world_size() -> int:
-    dist = _dist()
-    return dist.get_world_size() if dist else 1
-
-
-def get_rank() -> int:
-    dist = _dist()
-    return dist.get_rank() if dist else 0
-
-
-def is_main_process() -> bool:
-    return get_rank() == 0
 
 
 def synchronize() -> None:

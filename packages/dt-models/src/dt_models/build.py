@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dt_config import structure
 from dt_models.anchor_generator import DefaultAnchorGenerator
 from dt_models.backbone import (
     FPN,
@@ -20,7 +21,6 @@ from dt_models.backbone import (
     make_resnet_stages,
 )
 from dt_models.box_regression import Box2BoxTransform
-from dt_models.config.core import structure
 from dt_models.config.model import (
     FastRCNNConvFCHeadConfig,
     GeneralizedRCNNConfig,

@@ -24,10 +24,10 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
+from dt_config import ConfigError, dump_yaml, load_config, structure
 from dt_data.config import DataConfig
-from dt_models.config import ConfigError, ModelConfig, structure
+from dt_models.config import ModelConfig
 
-from .loading import dump_yaml, load_config
 from .solver import SolverConfig, TestConfig
 
 __all__ = [

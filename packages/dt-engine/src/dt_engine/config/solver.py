@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Literal
 
 import attrs
-from attrs import validators as v
+
+from dt_config import ConfigProblem
+from dt_config import validators as check
 
 __all__ = ["AMPConfig", "ClipGradientsConfig", "EMAConfig", "PreciseBNConfig", "SolverConfig", "TestConfig"]
 
@@ -20,8 +22,8 @@ class ClipGradientsConfig:
 
     enabled: bool = False
     clip_type: Literal["value", "norm"] = "value"
-    clip_value: float = attrs.field(default=1.0, validator=v.gt(0.0))
-    norm_type: float = attrs.field(default=2.0, validator=v.gt(0.0))
+    clip_value: float = attrs.field(default=1.0, validator=check.greater_than(0.0))
+    norm_type: float = attrs.field(default=2.0, validator=check.greater_than(0.0))
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -37,7 +39,7 @@ class EMAConfig:
     """Exponential moving average of the weights; evaluation uses the averaged weights when enabled."""
 
     enabled: bool = False
-    decay: float = attrs.field(default=0.9998, validator=[v.ge(0.0), v.lt(1.0)])
+    decay: float = attrs.field(default=0.9998, validator=[check.at_least(0.0), check.below(1.0)])
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -51,43 +53,45 @@ class SolverConfig:
     """
 
     optimizer: Literal["SGD", "AdamW"] = "SGD"
-    base_lr: float = attrs.field(default=0.02, validator=v.gt(0.0))
-    momentum: float = attrs.field(default=0.9, validator=[v.ge(0.0), v.lt(1.0)])
+    base_lr: float = attrs.field(default=0.02, validator=check.greater_than(0.0))
+    momentum: float = attrs.field(default=0.9, validator=[check.at_least(0.0), check.below(1.0)])
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = attrs.field(default=0.0001, validator=v.ge(0.0))
-    weight_decay_norm: float = attrs.field(default=0.0, validator=v.ge(0.0))
-    bias_lr_factor: float = attrs.field(default=1.0, validator=v.gt(0.0))
+    weight_decay: float = attrs.field(default=0.0001, validator=check.at_least(0.0))
+    weight_decay_norm: float = attrs.field(default=0.0, validator=check.at_least(0.0))
+    bias_lr_factor: float = attrs.field(default=1.0, validator=check.greater_than(0.0))
     weight_decay_bias: float | None = None
     lr_scheduler: Literal["multistep", "cosine"] = "multistep"
     steps: tuple[int, ...] = (60000, 80000)
-    gamma: float = attrs.field(default=0.1, validator=v.gt(0.0))
-    base_lr_end: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    gamma: float = attrs.field(default=0.1, validator=check.greater_than(0.0))
+    base_lr_end: float = attrs.field(default=0.0, validator=check.at_least(0.0))
     warmup_method: Literal["linear", "constant"] = "linear"
-    warmup_factor: float = attrs.field(default=0.001, validator=[v.ge(0.0), v.le(1.0)])
-    warmup_iters: int = attrs.field(default=1000, validator=v.ge(0))
+    warmup_factor: float = attrs.field(default=0.001, validator=check.between(0.0, 1.0))
+    warmup_iters: int = attrs.field(default=1000, validator=check.at_least(0))
     rescale_interval: bool = False
-    max_iter: int = attrs.field(default=90000, validator=v.gt(0))
-    ims_per_batch: int = attrs.field(default=16, validator=v.gt(0))
-    accumulate_steps: int = attrs.field(default=1, validator=v.gt(0))
+    max_iter: int = attrs.field(default=90000, validator=check.greater_than(0))
+    ims_per_batch: int = attrs.field(default=16, validator=check.greater_than(0))
+    accumulate_steps: int = attrs.field(default=1, validator=check.greater_than(0))
     clip_gradients: ClipGradientsConfig = attrs.Factory(ClipGradientsConfig)
     amp: AMPConfig = attrs.Factory(AMPConfig)
     ema: EMAConfig = attrs.Factory(EMAConfig)
-    checkpoint_period: int = attrs.field(default=5000, validator=v.gt(0))
-    checkpoints_to_keep: int = attrs.field(default=3, validator=v.gt(0))
+    checkpoint_period: int = attrs.field(default=5000, validator=check.greater_than(0))
+    checkpoints_to_keep: int = attrs.field(default=3, validator=check.greater_than(0))
 
     def __attrs_post_init__(self) -> None:
         if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
-            raise ValueError(f"steps must increase strictly, got {list(self.steps)}")
+            raise ConfigProblem(f"must increase strictly, got {list(self.steps)}", key="steps")
         if self.lr_scheduler == "multistep" and any(s <= 0 or s > self.max_iter for s in self.steps):
-            raise ValueError(f"steps must lie in (0, max_iter={self.max_iter}], got {list(self.steps)}")
+            raise ConfigProblem(
+                f"must lie in (0, max_iter={self.max_iter}], got {list(self.steps)}", key="steps"
+            )
         if self.ims_per_batch % self.accumulate_steps:
-            raise ValueError(
-                f"ims_per_batch ({self.ims_per_batch}) must be divisible by "
-                f"accumulate_steps ({self.accumulate_steps})"
+            raise ConfigProblem(
+                f"{self.ims_per_batch} must be divisible by accumulate_steps ({self.accumulate_steps})",
+                key="ims_per_batch",
             )
         if not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must lie in [0, 1), got {list(self.betas)}")
+            raise ConfigProblem(f"must lie in [0, 1), got {list(self.betas)}", key="betas")
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -95,7 +99,7 @@ class PreciseBNConfig:
     """Recompute BatchNorm statistics over ``num_iter`` training batches before each evaluation."""
 
     enabled: bool = False
-    num_iter: int = attrs.field(default=200, validator=v.gt(0))
+    num_iter: int = attrs.field(default=200, validator=check.greater_than(0))
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -107,7 +111,7 @@ class TestConfig:
     iterations (0: never).
     """
 
-    eval_period: int = attrs.field(default=0, validator=v.ge(0))
-    detections_per_image: int = attrs.field(default=100, validator=v.gt(0))
-    val_loss_period: int = attrs.field(default=0, validator=v.ge(0))
+    eval_period: int = attrs.field(default=0, validator=check.at_least(0))
+    detections_per_image: int = attrs.field(default=100, validator=check.greater_than(0))
+    val_loss_period: int = attrs.field(default=0, validator=check.at_least(0))
     precise_bn: PreciseBNConfig = attrs.Factory(PreciseBNConfig)

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
+from dt_config import ConfigError, structure
 from dt_models.compat.detectron2_defaults import D2_DEFAULTS
-from dt_models.config.core import ConfigError, structure
 from dt_models.config.model import ModelConfig
 
 __all__ = ["detectron2_model_config", "load_detectron2_yaml"]

@@ -1,15 +1,5 @@
-"""Typed configuration: the model configs and the structuring helpers dt reuses for every config."""
+"""Typed configuration of the models (the config machinery itself is ``dt_config``)."""
 
-from dt_models.config.core import (
-    ConfigError,
-    ConfigProblem,
-    Tagged,
-    converter,
-    did_you_mean,
-    register_tagged_union,
-    structure,
-    unstructure,
-)
 from dt_models.config.model import (
     CURRENT_VERSION,
     AnchorGeneratorConfig,
@@ -36,8 +26,6 @@ __all__ = [
     "AnchorGeneratorConfig",
     "BackboneConfig",
     "BoxHeadConfig",
-    "ConfigError",
-    "ConfigProblem",
     "FastRCNNConvFCHeadConfig",
     "FastRCNNOutputConfig",
     "GeneralizedRCNNConfig",
@@ -52,10 +40,4 @@ __all__ = [
     "ResNetConfig",
     "ResNetFPNConfig",
     "StandardROIHeadsConfig",
-    "Tagged",
-    "converter",
-    "did_you_mean",
-    "register_tagged_union",
-    "structure",
-    "unstructure",
 ]

@@ -7,12 +7,12 @@ in data they carry a ``name`` that picks the registered config class.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import attrs
 
-from dt_models.config.core import ConfigProblem, Tagged
+from dt_config import ConfigProblem, Tagged
+from dt_config import validators as check
 
 __all__ = [
     "CURRENT_VERSION",
@@ -39,60 +39,6 @@ CURRENT_VERSION = 1
 NORMS = ("", "BN", "SyncBN", "FrozenBN", "GN", "LN")
 BOX_REG_LOSSES = ("smooth_l1", "giou", "diou", "ciou")
 POOLER_TYPES = ("ROIAlign", "ROIAlignV2", "ROIPool")
-
-
-def _one_of(options: Sequence[Any]):
-    def check(_, attribute: attrs.Attribute, value: Any) -> None:
-        if value not in options:
-            raise ConfigProblem(f"must be one of {list(options)}, got {value!r}", key=attribute.name)
-
-    return check
-
-
-def _at_least(low: float):
-    def check(_, attribute: attrs.Attribute, value: Any) -> None:
-        if value < low:
-            raise ConfigProblem(f"must be >= {low}, got {value!r}", key=attribute.name)
-
-    return check
-
-
-def _between(low: float, high: float):
-    def check(_, attribute: attrs.Attribute, value: Any) -> None:
-        if not low <= value <= high:
-            raise ConfigProblem(f"must be in [{low}, {high}], got {value!r}", key=attribute.name)
-
-    return check
-
-
-def _subset_of(options: Sequence[Any]):
-    def check(_, attribute: attrs.Attribute, value: Any) -> None:
-        unknown = [v for v in value if v not in options]
-        if unknown:
-            raise ConfigProblem(f"{unknown} not among {list(options)}", key=attribute.name)
-
-    return check
-
-
-def _length(n: int):
-    def check(_, attribute: attrs.Attribute, value: Any) -> None:
-        if len(value) != n:
-            raise ConfigProblem(f"must have {n} values, got {len(value)}", key=attribute.name)
-
-    return check
-
-
-def _non_empty(_, attribute: attrs.Attribute, value: Any) -> None:
-    if len(value) == 0:
-        raise ConfigProblem("must not be empty", key=attribute.name)
-
-
-def _instance_of(cls: type):
-    def check(_, attribute: attrs.Attribute, value: Any) -> None:
-        if not isinstance(value, cls):
-            raise ConfigProblem(f"expected a {cls.__name__}, got {type(value).__name__}", key=attribute.name)
-
-    return check
 
 
 def _matcher_fields(thresholds: tuple[float, ...], labels: tuple[int, ...], prefix: str = "") -> None:
@@ -122,22 +68,22 @@ class ResNetConfig(BackboneConfig):
     """ResNet / ResNeXt (``num_groups > 1``) with optional deformable convolutions per stage."""
 
     name: ClassVar[str] = "ResNet"
-    depth: int = attrs.field(default=50, validator=_one_of((18, 34, 50, 101, 152)))
-    num_groups: int = attrs.field(default=1, validator=_at_least(1))
-    width_per_group: int = attrs.field(default=64, validator=_at_least(1))
-    stem_out_channels: int = attrs.field(default=64, validator=_at_least(1))
-    res2_out_channels: int = attrs.field(default=256, validator=_at_least(1))
+    depth: int = attrs.field(default=50, validator=check.one_of((18, 34, 50, 101, 152)))
+    num_groups: int = attrs.field(default=1, validator=check.at_least(1))
+    width_per_group: int = attrs.field(default=64, validator=check.at_least(1))
+    stem_out_channels: int = attrs.field(default=64, validator=check.at_least(1))
+    res2_out_channels: int = attrs.field(default=256, validator=check.at_least(1))
     stride_in_1x1: bool = True
-    res5_dilation: int = attrs.field(default=1, validator=_one_of((1, 2)))
-    norm: str = attrs.field(default="FrozenBN", validator=_one_of(NORMS))
-    freeze_at: int = attrs.field(default=2, validator=_between(0, 5))
+    res5_dilation: int = attrs.field(default=1, validator=check.one_of((1, 2)))
+    norm: str = attrs.field(default="FrozenBN", validator=check.one_of(NORMS))
+    freeze_at: int = attrs.field(default=2, validator=check.between(0, 5))
     out_features: tuple[str, ...] = attrs.field(
         default=("res2", "res3", "res4", "res5"),
-        validator=[_non_empty, _subset_of(("stem", "res2", "res3", "res4", "res5"))],
+        validator=[check.non_empty, check.subset_of(("stem", "res2", "res3", "res4", "res5"))],
     )
-    deform_on_per_stage: tuple[bool, ...] = attrs.field(default=(False,) * 4, validator=_length(4))
+    deform_on_per_stage: tuple[bool, ...] = attrs.field(default=(False,) * 4, validator=check.length(4))
     deform_modulated: bool = False
-    deform_num_groups: int = attrs.field(default=1, validator=_at_least(1))
+    deform_num_groups: int = attrs.field(default=1, validator=check.at_least(1))
 
     def __attrs_post_init__(self) -> None:
         if self.depth in (18, 34):
@@ -163,13 +109,15 @@ class ResNetFPNConfig(BackboneConfig):
     """
 
     name: ClassVar[str] = "ResNetFPN"
-    resnet: ResNetConfig = attrs.field(factory=ResNetConfig, validator=_instance_of(ResNetConfig))
-    in_features: tuple[str, ...] = attrs.field(default=("res2", "res3", "res4", "res5"), validator=_non_empty)
-    out_channels: int = attrs.field(default=256, validator=_at_least(1))
-    norm: str = attrs.field(default="", validator=_one_of(NORMS))
-    fuse_type: str = attrs.field(default="sum", validator=_one_of(("sum", "avg")))
-    top_block: str = attrs.field(default="max_pool", validator=_one_of(("max_pool", "p6p7", "")))
-    top_block_in_feature: str = attrs.field(default="res5", validator=_one_of(("res5", "p5")))
+    resnet: ResNetConfig = attrs.field(factory=ResNetConfig, validator=check.instance_of(ResNetConfig))
+    in_features: tuple[str, ...] = attrs.field(
+        default=("res2", "res3", "res4", "res5"), validator=check.non_empty
+    )
+    out_channels: int = attrs.field(default=256, validator=check.at_least(1))
+    norm: str = attrs.field(default="", validator=check.one_of(NORMS))
+    fuse_type: str = attrs.field(default="sum", validator=check.one_of(("sum", "avg")))
+    top_block: str = attrs.field(default="max_pool", validator=check.one_of(("max_pool", "p6p7", "")))
+    top_block_in_feature: str = attrs.field(default="res5", validator=check.one_of(("res5", "p5")))
 
     def __attrs_post_init__(self) -> None:
         missing = [f for f in self.in_features if f not in self.resnet.out_features]
@@ -190,12 +138,12 @@ class AnchorGeneratorConfig:
     """``DefaultAnchorGenerator``: sizes and aspect ratios per feature map (one entry: all maps)."""
 
     sizes: tuple[tuple[float, ...], ...] = attrs.field(
-        default=((32.0,), (64.0,), (128.0,), (256.0,), (512.0,)), validator=_non_empty
+        default=((32.0,), (64.0,), (128.0,), (256.0,), (512.0,)), validator=check.non_empty
     )
     aspect_ratios: tuple[tuple[float, ...], ...] = attrs.field(
-        default=((0.5, 1.0, 2.0),), validator=_non_empty
+        default=((0.5, 1.0, 2.0),), validator=check.non_empty
     )
-    offset: float = attrs.field(default=0.0, validator=_between(0.0, 0.999999))
+    offset: float = attrs.field(default=0.0, validator=check.between(0.0, 0.999999))
 
     def __attrs_post_init__(self) -> None:
         for key in ("sizes", "aspect_ratios"):
@@ -237,26 +185,28 @@ class RPNConfig(ProposalGeneratorConfig):
     """Region proposal network with ``StandardRPNHead`` (``head_conv_dims``: -1 keeps the width)."""
 
     name: ClassVar[str] = "RPN"
-    in_features: tuple[str, ...] = attrs.field(default=("p2", "p3", "p4", "p5", "p6"), validator=_non_empty)
-    head_conv_dims: tuple[int, ...] = attrs.field(default=(-1,), validator=_non_empty)
+    in_features: tuple[str, ...] = attrs.field(
+        default=("p2", "p3", "p4", "p5", "p6"), validator=check.non_empty
+    )
+    head_conv_dims: tuple[int, ...] = attrs.field(default=(-1,), validator=check.non_empty)
     anchor_generator: AnchorGeneratorConfig = attrs.field(
-        factory=AnchorGeneratorConfig, validator=_instance_of(AnchorGeneratorConfig)
+        factory=AnchorGeneratorConfig, validator=check.instance_of(AnchorGeneratorConfig)
     )
     iou_thresholds: tuple[float, ...] = (0.3, 0.7)
     iou_labels: tuple[int, ...] = (0, -1, 1)
-    batch_size_per_image: int = attrs.field(default=256, validator=_at_least(1))
-    positive_fraction: float = attrs.field(default=0.5, validator=_between(0.0, 1.0))
-    bbox_reg_weights: tuple[float, ...] = attrs.field(default=(1.0, 1.0, 1.0, 1.0), validator=_length(4))
-    bbox_reg_loss_type: str = attrs.field(default="smooth_l1", validator=_one_of(BOX_REG_LOSSES))
-    smooth_l1_beta: float = attrs.field(default=0.0, validator=_at_least(0.0))
+    batch_size_per_image: int = attrs.field(default=256, validator=check.at_least(1))
+    positive_fraction: float = attrs.field(default=0.5, validator=check.between(0.0, 1.0))
+    bbox_reg_weights: tuple[float, ...] = attrs.field(default=(1.0, 1.0, 1.0, 1.0), validator=check.length(4))
+    bbox_reg_loss_type: str = attrs.field(default="smooth_l1", validator=check.one_of(BOX_REG_LOSSES))
+    smooth_l1_beta: float = attrs.field(default=0.0, validator=check.at_least(0.0))
     loss_weight: float = 1.0
     bbox_reg_loss_weight: float = 1.0
-    pre_nms_topk_train: int = attrs.field(default=2000, validator=_at_least(1))
-    pre_nms_topk_test: int = attrs.field(default=1000, validator=_at_least(1))
-    post_nms_topk_train: int = attrs.field(default=1000, validator=_at_least(1))
-    post_nms_topk_test: int = attrs.field(default=1000, validator=_at_least(1))
-    nms_thresh: float = attrs.field(default=0.7, validator=_between(0.0, 1.0))
-    min_box_size: float = attrs.field(default=0.0, validator=_at_least(0.0))
+    pre_nms_topk_train: int = attrs.field(default=2000, validator=check.at_least(1))
+    pre_nms_topk_test: int = attrs.field(default=1000, validator=check.at_least(1))
+    post_nms_topk_train: int = attrs.field(default=1000, validator=check.at_least(1))
+    post_nms_topk_test: int = attrs.field(default=1000, validator=check.at_least(1))
+    nms_thresh: float = attrs.field(default=0.7, validator=check.between(0.0, 1.0))
+    min_box_size: float = attrs.field(default=0.0, validator=check.at_least(0.0))
     boundary_thresh: float = -1.0
 
     def __attrs_post_init__(self) -> None:
@@ -269,8 +219,8 @@ class RPNConfig(ProposalGeneratorConfig):
 class PoolerConfig:
     """``ROIPooler`` settings: ``type`` is ``ROIAlign``, ``ROIAlignV2`` (half-pixel) or ``ROIPool``."""
 
-    type: str = attrs.field(default="ROIAlignV2", validator=_one_of(POOLER_TYPES))
-    resolution: int = attrs.field(default=7, validator=_at_least(1))
+    type: str = attrs.field(default="ROIAlignV2", validator=check.one_of(POOLER_TYPES))
+    resolution: int = attrs.field(default=7, validator=check.at_least(1))
     sampling_ratio: int = 0
 
 
@@ -284,11 +234,11 @@ class FastRCNNConvFCHeadConfig(BoxHeadConfig):
     """``num_conv`` 3x3 convolutions of ``conv_dim`` then ``num_fc`` linear layers of ``fc_dim``."""
 
     name: ClassVar[str] = "FastRCNNConvFCHead"
-    num_conv: int = attrs.field(default=0, validator=_at_least(0))
-    conv_dim: int = attrs.field(default=256, validator=_at_least(1))
-    num_fc: int = attrs.field(default=2, validator=_at_least(0))
-    fc_dim: int = attrs.field(default=1024, validator=_at_least(1))
-    norm: str = attrs.field(default="", validator=_one_of(NORMS))
+    num_conv: int = attrs.field(default=0, validator=check.at_least(0))
+    conv_dim: int = attrs.field(default=256, validator=check.at_least(1))
+    num_fc: int = attrs.field(default=2, validator=check.at_least(0))
+    fc_dim: int = attrs.field(default=1024, validator=check.at_least(1))
+    norm: str = attrs.field(default="", validator=check.one_of(NORMS))
 
     def __attrs_post_init__(self) -> None:
         if self.num_conv + self.num_fc == 0:
@@ -299,10 +249,12 @@ class FastRCNNConvFCHeadConfig(BoxHeadConfig):
 class FastRCNNOutputConfig:
     """Box predictor: box coding weights, class-agnostic regression, box loss."""
 
-    bbox_reg_weights: tuple[float, ...] = attrs.field(default=(10.0, 10.0, 5.0, 5.0), validator=_length(4))
+    bbox_reg_weights: tuple[float, ...] = attrs.field(
+        default=(10.0, 10.0, 5.0, 5.0), validator=check.length(4)
+    )
     cls_agnostic_bbox_reg: bool = False
-    bbox_reg_loss_type: str = attrs.field(default="smooth_l1", validator=_one_of(BOX_REG_LOSSES))
-    smooth_l1_beta: float = attrs.field(default=0.0, validator=_at_least(0.0))
+    bbox_reg_loss_type: str = attrs.field(default="smooth_l1", validator=check.one_of(BOX_REG_LOSSES))
+    smooth_l1_beta: float = attrs.field(default=0.0, validator=check.at_least(0.0))
     bbox_reg_loss_weight: float = 1.0
 
 
@@ -316,9 +268,9 @@ class MaskRCNNConvUpsampleHeadConfig(MaskHeadConfig):
     """``num_conv`` 3x3 convolutions, a 2x upsampling transposed conv, a 1x1 predictor."""
 
     name: ClassVar[str] = "MaskRCNNConvUpsampleHead"
-    num_conv: int = attrs.field(default=4, validator=_at_least(0))
-    conv_dim: int = attrs.field(default=256, validator=_at_least(1))
-    norm: str = attrs.field(default="", validator=_one_of(NORMS))
+    num_conv: int = attrs.field(default=4, validator=check.at_least(0))
+    conv_dim: int = attrs.field(default=256, validator=check.at_least(1))
+    norm: str = attrs.field(default="", validator=check.one_of(NORMS))
     cls_agnostic_mask: bool = False
     loss_weight: float = 1.0
 
@@ -336,28 +288,28 @@ class StandardROIHeadsConfig(ROIHeadsConfig):
     """Box head + predictor and an optional mask head (``mask_head: null`` for Faster R-CNN)."""
 
     name: ClassVar[str] = "StandardROIHeads"
-    num_classes: int = attrs.field(default=80, validator=_at_least(1))
-    in_features: tuple[str, ...] = attrs.field(default=("p2", "p3", "p4", "p5"), validator=_non_empty)
+    num_classes: int = attrs.field(default=80, validator=check.at_least(1))
+    in_features: tuple[str, ...] = attrs.field(default=("p2", "p3", "p4", "p5"), validator=check.non_empty)
     iou_thresholds: tuple[float, ...] = (0.5,)
     iou_labels: tuple[int, ...] = (0, 1)
-    batch_size_per_image: int = attrs.field(default=512, validator=_at_least(1))
-    positive_fraction: float = attrs.field(default=0.25, validator=_between(0.0, 1.0))
+    batch_size_per_image: int = attrs.field(default=512, validator=check.at_least(1))
+    positive_fraction: float = attrs.field(default=0.25, validator=check.between(0.0, 1.0))
     proposal_append_gt: bool = True
-    score_thresh_test: float = attrs.field(default=0.05, validator=_between(0.0, 1.0))
-    nms_thresh_test: float = attrs.field(default=0.5, validator=_between(0.0, 1.0))
+    score_thresh_test: float = attrs.field(default=0.05, validator=check.between(0.0, 1.0))
+    nms_thresh_test: float = attrs.field(default=0.5, validator=check.between(0.0, 1.0))
     detections_per_image: int = 100
-    box_pooler: PoolerConfig = attrs.field(factory=PoolerConfig, validator=_instance_of(PoolerConfig))
+    box_pooler: PoolerConfig = attrs.field(factory=PoolerConfig, validator=check.instance_of(PoolerConfig))
     box_head: BoxHeadConfig = attrs.field(
-        factory=FastRCNNConvFCHeadConfig, validator=_instance_of(BoxHeadConfig)
+        factory=FastRCNNConvFCHeadConfig, validator=check.instance_of(BoxHeadConfig)
     )
     box_predictor: FastRCNNOutputConfig = attrs.field(
-        factory=FastRCNNOutputConfig, validator=_instance_of(FastRCNNOutputConfig)
+        factory=FastRCNNOutputConfig, validator=check.instance_of(FastRCNNOutputConfig)
     )
     mask_pooler: PoolerConfig = attrs.field(
-        factory=lambda: PoolerConfig(resolution=14), validator=_instance_of(PoolerConfig)
+        factory=lambda: PoolerConfig(resolution=14), validator=check.instance_of(PoolerConfig)
     )
     mask_head: MaskHeadConfig | None = attrs.field(
-        default=None, validator=attrs.validators.optional(_instance_of(MaskHeadConfig))
+        default=None, validator=attrs.validators.optional(check.instance_of(MaskHeadConfig))
     )
 
     def __attrs_post_init__(self) -> None:
@@ -370,7 +322,7 @@ class ModelConfig(Tagged):
     """Base of model configs: the data's ``name`` picks the meta-architecture (default
     ``GeneralizedRCNN``), resolved through ``META_ARCH_REGISTRY``."""
 
-    version: int = attrs.field(default=CURRENT_VERSION, validator=_one_of((CURRENT_VERSION,)))
+    version: int = attrs.field(default=CURRENT_VERSION, validator=check.one_of((CURRENT_VERSION,)))
 
 
 def _check_in_features(backbone: BackboneConfig, part: Any, key: str) -> None:
@@ -404,16 +356,18 @@ class GeneralizedRCNNConfig(ModelConfig):
     """
 
     name: ClassVar[str] = "GeneralizedRCNN"
-    backbone: BackboneConfig = attrs.field(factory=ResNetFPNConfig, validator=_instance_of(BackboneConfig))
+    backbone: BackboneConfig = attrs.field(
+        factory=ResNetFPNConfig, validator=check.instance_of(BackboneConfig)
+    )
     proposal_generator: ProposalGeneratorConfig = attrs.field(
-        factory=RPNConfig, validator=_instance_of(ProposalGeneratorConfig)
+        factory=RPNConfig, validator=check.instance_of(ProposalGeneratorConfig)
     )
     roi_heads: ROIHeadsConfig = attrs.field(
-        factory=StandardROIHeadsConfig, validator=_instance_of(ROIHeadsConfig)
+        factory=StandardROIHeadsConfig, validator=check.instance_of(ROIHeadsConfig)
     )
     pixel_mean: tuple[float, ...] = (103.53, 116.28, 123.675)
     pixel_std: tuple[float, ...] = (1.0, 1.0, 1.0)
-    input_format: str = attrs.field(default="BGR", validator=_one_of(("BGR", "RGB", "L")))
+    input_format: str = attrs.field(default="BGR", validator=check.one_of(("BGR", "RGB", "L")))
 
     def __attrs_post_init__(self) -> None:
         _check_pixels(self)
@@ -426,13 +380,15 @@ class ProposalNetworkConfig(ModelConfig):
     """RPN-only model: backbone and proposal generator."""
 
     name: ClassVar[str] = "ProposalNetwork"
-    backbone: BackboneConfig = attrs.field(factory=ResNetFPNConfig, validator=_instance_of(BackboneConfig))
+    backbone: BackboneConfig = attrs.field(
+        factory=ResNetFPNConfig, validator=check.instance_of(BackboneConfig)
+    )
     proposal_generator: ProposalGeneratorConfig = attrs.field(
-        factory=RPNConfig, validator=_instance_of(ProposalGeneratorConfig)
+        factory=RPNConfig, validator=check.instance_of(ProposalGeneratorConfig)
     )
     pixel_mean: tuple[float, ...] = (103.53, 116.28, 123.675)
     pixel_std: tuple[float, ...] = (1.0, 1.0, 1.0)
-    input_format: str = attrs.field(default="BGR", validator=_one_of(("BGR", "RGB", "L")))
+    input_format: str = attrs.field(default="BGR", validator=check.one_of(("BGR", "RGB", "L")))
 
     def __attrs_post_init__(self) -> None:
         _check_pixels(self)

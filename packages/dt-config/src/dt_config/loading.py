@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from dt_models.config import ConfigError, structure, unstructure
+from .converter import structure, unstructure
+from .errors import ConfigError
 
 __all__ = [
     "apply_overrides",
@@ -58,6 +59,19 @@ for _yaml_class in (_SafeLoader, _SafeDumper):
         re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
         list("-+0123456789"),
     )
+
+
+_YAML_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    """Strings holding a character YAML reads as a line break (NEL, LS, PS) are written double-quoted,
+    where they are escaped; written raw they would come back changed."""
+    style = '"' if any(c in value for c in _YAML_LINE_BREAKS) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_SafeDumper.add_representer(str, _represent_str)
 
 
 def safe_load(text: str) -> Any:

@@ -1,62 +1,28 @@
-"""The project's ``cattrs`` converter, ``structure``/``unstructure`` and readable ``ConfigError``s.
+"""The project's one ``cattrs`` converter, tagged unions, and ``structure``/``unstructure``.
 
-Configs are frozen ``attrs`` classes. Pluggable parts (backbone, proposal generator, heads, the
-meta-architecture) are fields typed with a *tagged-union base*: the data's ``name`` key picks the
-registered config class. Every problem is reported at once, one line each, with its key path::
+Configs are frozen ``attrs`` classes. Pluggable parts (a backbone, a head, a dataset loader) are
+fields typed with a *tagged-union base*: the data's ``name`` key picks the registered config class.
+Every problem is reported at once, one line each, with its full key path::
 
     $.roi_heads.num_classes: expected int, got str 'ten'
-    $.backbone.fpn.out_chanels: unknown key (did you mean 'out_channels'?)
+    $.backbone.fpn.out_chanels: unknown key (did you mean 'out_channels'?); allowed: ...
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
-from cattrs.errors import (
-    AttributeValidationNote,
-    ForbiddenExtraKeysError,
-    IterableValidationNote,
-)
+from cattrs.errors import AttributeValidationNote, ForbiddenExtraKeysError, IterableValidationNote
 
-__all__ = [
-    "ConfigError",
-    "ConfigProblem",
-    "Tagged",
-    "converter",
-    "did_you_mean",
-    "register_tagged_union",
-    "structure",
-    "unstructure",
-]
+from .errors import ConfigError, ConfigProblem, describe
+from .suggest import did_you_mean
+
+__all__ = ["Tagged", "converter", "register_tagged_union", "structure", "unstructure"]
 
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; ``problems`` holds one ``"$.path: message"`` line per problem."""
-
-    def __init__(self, problems: list[str], what: str = "config") -> None:
-        self.problems = list(problems)
-        super().__init__(
-            f"invalid {what} ({len(problems)} problem{'s' * (len(problems) != 1)}):\n  "
-            + "\n  ".join(problems)
-        )
-
-
-class ConfigProblem(ValueError):
-    """A structuring problem; ``key`` (if any) is appended to the path of the failing value."""
-
-    def __init__(self, message: str, key: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.key = key
-
-    def __str__(self) -> str:
-        return f"{self.key}: {self.message}" if self.key else self.message
 
 
 class Tagged:
@@ -65,25 +31,10 @@ class Tagged:
     name: ClassVar[str]
 
 
-def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """``" (did you mean 'x'?)"`` for the closest of ``choices``, or ``""``."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type(value).__name__} {text}"
-
-
 def _strict(kind: type, accept: tuple[type, ...]) -> Callable[[Any, type], Any]:
     def hook(value: Any, _: type) -> Any:
-        if isinstance(value, bool) and kind is not bool:
-            raise ConfigProblem(f"expected {kind.__name__}, got {_describe(value)}")
-        if not isinstance(value, accept):
-            raise ConfigProblem(f"expected {kind.__name__}, got {_describe(value)}")
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accept):
+            raise ConfigProblem(f"expected {kind.__name__}, got {describe(value)}")
         return kind(value)
 
     return hook
@@ -104,10 +55,12 @@ def _structure_literal(value: Any, literal: Any) -> Any:
         return value
     listing = ", ".join(repr(c) for c in choices)
     hint = did_you_mean(value, [c for c in choices if isinstance(c, str)]) if isinstance(value, str) else ""
-    raise ConfigProblem(f"expected one of {listing}, got {_describe(value)}{hint}")
+    raise ConfigProblem(f"expected one of {listing}, got {describe(value)}{hint}")
 
 
 converter.register_structure_hook_func(lambda t: get_origin(t) is Literal, _structure_literal)
+
+_UNION_BASES: list[type] = []
 
 
 def register_tagged_union(base: type, lookup: Callable[[str], type], default: str | None = None) -> None:
@@ -118,7 +71,6 @@ def register_tagged_union(base: type, lookup: Callable[[str], type], default: st
         lookup: maps a ``name`` to a subclass of ``base``; raises ``ValueError`` for unknown names.
         default: the name used when the data has no ``name`` key (``None``: the key is required).
     """
-
     if base in _UNION_BASES:
         raise ValueError(f"{base.__name__} is already a tagged union (one registry per config base)")
 
@@ -126,12 +78,12 @@ def register_tagged_union(base: type, lookup: Callable[[str], type], default: st
         if isinstance(data, base):
             return data
         if not isinstance(data, Mapping):
-            raise ConfigProblem(f"expected a mapping with a 'name' key, got {_describe(data)}")
+            raise ConfigProblem(f"expected a mapping with a 'name' key, got {describe(data)}")
         name = data.get("name", default)
         if name is None:
             raise ConfigProblem("missing required key", key="name")
         if not isinstance(name, str):
-            raise ConfigProblem(f"expected str, got {_describe(name)}", key="name")
+            raise ConfigProblem(f"expected str, got {describe(name)}", key="name")
         try:
             cls = lookup(name)
         except ValueError as e:
@@ -144,9 +96,6 @@ def register_tagged_union(base: type, lookup: Callable[[str], type], default: st
     converter.register_structure_hook_func(lambda t: t is base, structure_hook)
     converter.register_unstructure_hook_func(lambda t: t is base, unstructure_hook)
     _UNION_BASES.append(base)
-
-
-_UNION_BASES: list[type] = []
 
 
 def _collect(exc: BaseException, path: str, lines: list[str]) -> None:
@@ -168,20 +117,16 @@ def _collect(exc: BaseException, path: str, lines: list[str]) -> None:
     elif isinstance(exc, KeyError):
         lines.append(f"{path}: missing required key")
     elif len(exc.args) > 1 and isinstance(exc.args[0], str) and isinstance(exc.args[1], attrs.Attribute):
-        # attrs validators raise (message, attribute, expected, value); the message says it all.
-        lines.append(f"{path}: {exc.args[0]}")
+        # attrs' own validators raise (message, attribute, ...): report at the attribute's path.
+        lines.append(f"{path}.{exc.args[1].name}: {exc.args[0]}")
     else:
         lines.append(f"{path}: {exc}")
 
 
-def _problems(exc: BaseException) -> list[str]:
-    lines: list[str] = []
-    _collect(exc, "$", lines)
-    return lines
-
-
-def structure(cls: type[T], data: Any, *, what: str = "config") -> T:
+def structure(cls: type[T], data: Any, *, what: str = "config", path: str = "$") -> T:
     """Build a ``cls`` config from plain data (mappings, lists, scalars), validating all of it.
+
+    ``path`` is where ``data`` sits in the whole config (``"$.model"``), for the error lines.
 
     Raises:
         ConfigError: listing every problem found, one ``"$.key.path: message"`` line each.
@@ -189,7 +134,9 @@ def structure(cls: type[T], data: Any, *, what: str = "config") -> T:
     try:
         return converter.structure(data, cls)
     except (cattrs.BaseValidationError, ConfigProblem, ValueError, TypeError, KeyError) as e:
-        raise ConfigError(_problems(e), what) from None
+        lines: list[str] = []
+        _collect(e, path, lines)
+        raise ConfigError(lines, what) from None
 
 
 def _plain(value: Any) -> Any:
