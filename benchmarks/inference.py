@@ -1,6 +1,6 @@
 """dt-models inference speed on CPU (torch at 2 threads): median of 5 timed runs after 2 warm-ups.
 
-(a) ``golden``: the narrow Mask R-CNN R50-FPN of ``shared/golden/models/mask_rcnn_R_50_FPN`` (its
+(a) ``golden``: the narrow Mask R-CNN R50-FPN of ``packages/dt-models/tests/data/mask_rcnn_R_50_FPN`` (its
     detectron2 config, weights and ``io.pt`` image, 100 detections); also checks that the outputs
     equal detectron2's within the golden README tolerances.
 (b) ``full``: the full-width Mask R-CNN R50-FPN (detectron2's mask_rcnn_R_50_FPN_3x architecture, 80
@@ -32,9 +32,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = (
-    Path(os.environ.get("DT_GOLDEN", ROOT.parent / "shared" / "golden")) / "models" / "mask_rcnn_R_50_FPN"
-)
+GOLDEN = ROOT / "packages" / "dt-models" / "tests" / "data" / "mask_rcnn_R_50_FPN"
 DETECTRON2_SECONDS = {"golden": (0.20, 0.33), "full": (3.4, 3.9), "train_step": (6.1, 8.0)}
 GOALS = {"golden": 0.7, "full": 0.7, "train_step": 0.8}
 

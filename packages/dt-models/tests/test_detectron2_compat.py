@@ -13,8 +13,7 @@ from dt_models.checkpoint import convert_caffe2_names, load_checkpoint_file
 from dt_models.config import GeneralizedRCNNConfig, ProposalNetworkConfig, ResNetConfig
 from dt_models.safe_pickle import UnsafePickleError, safe_load_pickle
 
-GOLDEN = Path(os.environ.get("DT_GOLDEN", Path(__file__).resolve().parents[4] / "shared" / "golden"))
-GOLDEN_CONFIG = GOLDEN / "models" / "mask_rcnn_R_50_FPN" / "config.yaml"
+GOLDEN_CONFIG = Path(__file__).resolve().parent / "data" / "mask_rcnn_R_50_FPN" / "config.yaml"
 
 BASE_RCNN_FPN = """
 MODEL:

@@ -1,6 +1,5 @@
 """Parity with detectron2 on the golden narrow Mask R-CNN R50-FPN (tolerances from the golden README)."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +9,13 @@ import torch
 from dt_models import build_model, detectron2_model_config, load_weights
 from dt_structures import Boxes, Instances
 
-GOLDEN = Path(os.environ.get("DT_GOLDEN", Path(__file__).resolve().parents[4] / "shared" / "golden"))
-MODEL_DIR = GOLDEN / "models" / "mask_rcnn_R_50_FPN"
+MODEL_DIR = Path(__file__).resolve().parent / "data" / "mask_rcnn_R_50_FPN"
 
 
 @pytest.fixture(scope="module")
 def golden():
     if not MODEL_DIR.is_dir():
-        pytest.fail(f"golden files not found at {MODEL_DIR} (set DT_GOLDEN)")
+        pytest.fail(f"golden files not found at {MODEL_DIR} (they belong to the repository: restore them)")
     model = build_model(detectron2_model_config(MODEL_DIR / "config.yaml")).eval()
     report = load_weights(model, MODEL_DIR / "model_final.pkl")
     assert report.ok, report.table()
