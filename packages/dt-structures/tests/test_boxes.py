@@ -141,13 +141,13 @@ def test_area_centers_nonempty():
     assert b.nonempty(threshold=2.5).tolist() == [False, False, False]
 
 
-def test_clip_returns_new_and_clip_in_place():
+def test_clip_in_place_and_clipped_returns_new():
     t = torch.tensor([[-5.0, -5.0, 50.0, 50.0], [10.0, 10.0, 20.0, 20.0]])
     b = Boxes(t.clone())
-    clipped = b.clip((30, 40))
+    clipped = b.clipped((30, 40))
     assert clipped.tensor.tolist() == [[0.0, 0.0, 40.0, 30.0], [10.0, 10.0, 20.0, 20.0]]
-    assert torch.equal(b.tensor, t)  # clip() does not mutate
-    assert b.clip_((30, 40)) is None
+    assert torch.equal(b.tensor, t)  # clipped() does not mutate
+    assert b.clip((30, 40)) is None
     assert torch.equal(b.tensor, clipped.tensor)
 
 
@@ -164,12 +164,12 @@ def test_inside_box():
     assert b.inside_box((10, 10), boundary_threshold=1).tolist() == [True, True, True]
 
 
-def test_scale():
+def test_scale_in_place_and_scaled_returns_new():
     b = Boxes(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
-    s = b.scale(2.0, 0.5)
+    s = b.scaled(2.0, 0.5)
     assert s.tensor.tolist() == [[2.0, 1.0, 6.0, 2.0]]
     assert b.tensor.tolist() == [[1.0, 2.0, 3.0, 4.0]]
-    b.scale_(2.0, 0.5)
+    assert b.scale(2.0, 0.5) is None
     assert b.tensor.tolist() == [[2.0, 1.0, 6.0, 2.0]]
 
 
@@ -270,18 +270,19 @@ def test_float64_and_meta_device():
     torch.testing.assert_close(iou.diagonal(), torch.ones(4, dtype=torch.float64))
     meta = Boxes(random_boxes(4).to("meta"))
     assert pairwise_iou(meta, meta).shape == (4, 4)
-    assert meta.clip((5, 5)).tensor.device.type == "meta"
+    assert meta.clipped((5, 5)).tensor.device.type == "meta"
     assert matched_pairwise_iou(meta, meta).shape == (4,)
 
 
-def test_matched_pairwise_iou_is_the_diagonal():
+def test_matched_pairwise_iou_is_the_diagonal_but_nan_for_two_empty_boxes():
     a, b = random_boxes(7), random_boxes(7, seed=3)
     b[0] = a[0]
     b[1] = torch.tensor([500.0, 500.0, 501.0, 501.0])
-    a[2] = b[2] = 0  # two empty boxes: 0, not NaN
+    a[2] = b[2] = 0  # two empty boxes: 0 / 0 is NaN, as in detectron2
     m = matched_pairwise_iou(Boxes(a), Boxes(b))
-    torch.testing.assert_close(m, pairwise_iou(a, b).diagonal())
-    assert m[0] == 1.0 and m[1] == 0.0 and m[2] == 0.0
+    others = torch.arange(7) != 2
+    torch.testing.assert_close(m[others], pairwise_iou(a, b).diagonal()[others])
+    assert m[0] == 1.0 and m[1] == 0.0 and m[2].isnan()
 
 
 def test_pairwise_point_box_distance():

@@ -60,11 +60,14 @@ def test_length_invariant_names_the_field():
     assert len(single) == 7
 
 
-def test_get_fields_is_a_copy():
+def test_get_fields_is_the_live_dict_as_in_detectron2():
     inst = make()
     fields = inst.get_fields()
-    fields["other"] = torch.zeros(99)
-    assert not inst.has("other")
+    assert fields is inst.get_fields()
+    del fields["names"]
+    assert not inst.has("names")
+    fields["other"] = torch.zeros(4)
+    assert inst.other is fields["other"]
 
 
 @pytest.mark.parametrize(
@@ -119,7 +122,7 @@ def test_cat():
     assert c.pred_classes.tolist() == [0, 1, 0, 1, 2]
     assert c.names == ["obj0", "obj1", "obj0", "obj1", "obj2"]
     assert isinstance(c.pred_boxes, Boxes) and len(c.pred_boxes) == 5
-    assert len(Instances.cat([a])) == 2
+    assert Instances.cat([a]) is a  # as detectron2: one Instances is returned itself
     with pytest.raises(ValueError, match="image_size"):
         Instances.cat([a, Instances((1, 1), **a.get_fields())])
     b.remove("names")

@@ -35,27 +35,24 @@ def test_construction_and_tensor_surface():
     assert repr(one).startswith("RotatedBoxes(tensor(")
 
 
-def test_normalize_angles():
+def test_normalize_angles_in_place():
     b = rboxes([0, 0, 1, 1, 180], [0, 0, 1, 1, -180], [0, 0, 1, 1, 270], [0, 0, 1, 1, -540], [0, 0, 1, 1, 10])
-    n = b.normalize_angles()
-    assert n.tensor[:, 4].tolist() == [-180.0, -180.0, -90.0, -180.0, 10.0]
-    assert b.tensor[0, 4] == 180  # not mutated
-    b.normalize_angles_()
-    assert torch.equal(b.tensor, n.tensor)
+    assert b.normalize_angles() is None
+    assert b.tensor[:, 4].tolist() == [-180.0, -180.0, -90.0, -180.0, 10.0]
 
 
 def test_clip_only_near_horizontal_boxes():
     b = rboxes([5, 5, 20, 4, 0.5], [5, 5, 20, 4, 45], [5, 5, 20, 4, 360.5], [50, 50, 10, 10, 0])
-    clipped = b.clip((10, 10))
+    clipped = b.clipped((10, 10))
     # box 0 (and box 2, the same angle modulo 360) clipped horizontally: x in [0, 10]
     torch.testing.assert_close(clipped.tensor[0], torch.tensor([5.0, 5.0, 10.0, 4.0, 0.5]))
     torch.testing.assert_close(clipped.tensor[2], torch.tensor([5.0, 5.0, 10.0, 4.0, 0.5]))
     assert torch.equal(clipped.tensor[1], b.tensor[1])  # 45 degrees: untouched
     torch.testing.assert_close(clipped.tensor[3], torch.tensor([10.0, 10.0, 0.0, 0.0, 0.0]))
-    assert b.tensor[2, 4] == 360.5  # clip() did not mutate
-    loose = b.clip((10, 10), clip_angle_threshold=50.0)
+    assert b.tensor[2, 4] == 360.5  # clipped() did not mutate
+    loose = b.clipped((10, 10), clip_angle_threshold=50.0)
     torch.testing.assert_close(loose.tensor[1], torch.tensor([5.0, 5.0, 10.0, 4.0, 45.0]))
-    b.clip_((10, 10))
+    assert b.clip((10, 10)) is None
     torch.testing.assert_close(b.tensor, clipped.tensor)
 
 
@@ -66,15 +63,15 @@ def test_inside_box_uses_bounding_rectangle():
     assert b.inside_box((10, 10), boundary_threshold=1).tolist() == [True, True, False, True]
 
 
-def test_scale():
+def test_scale_in_place_and_scaled_returns_new():
     b = rboxes([5, 3, 4, 2, 0], [5, 3, 4, 2, 90], [5, 3, 4, 2, 30])
-    s = b.scale(2.0, 3.0)
+    s = b.scaled(2.0, 3.0)
     torch.testing.assert_close(s.tensor[0], torch.tensor([10.0, 9.0, 8.0, 6.0, 0.0]))
     torch.testing.assert_close(s.tensor[1], torch.tensor([10.0, 9.0, 12.0, 4.0, 90.0]))
-    same = b.scale(2.0, 2.0)  # uniform scaling keeps the angle
+    same = b.scaled(2.0, 2.0)  # uniform scaling keeps the angle
     torch.testing.assert_close(same.tensor[2], torch.tensor([10.0, 6.0, 8.0, 4.0, 30.0]))
     assert b.tensor[0, 0] == 5
-    b.scale_(2.0, 3.0)
+    assert b.scale(2.0, 3.0) is None
     torch.testing.assert_close(b.tensor, s.tensor)
 
 
@@ -95,8 +92,9 @@ def test_rotated_bounding_rectangle_contains_corners(cx, cy, w, h, a):
         px = cx + dx * math.cos(t) + dy * math.sin(t)
         py = cy - dx * math.sin(t) + dy * math.cos(t)
         assert x0 - 1e-6 <= px <= x1 + 1e-6 and y0 - 1e-6 <= py <= y1 + 1e-6
-    normalized = RotatedBoxes(box).normalize_angles().tensor[0, 4].item()
-    assert -180 <= normalized < 180
+    rotated = RotatedBoxes(box)
+    rotated.normalize_angles()
+    assert -180 <= rotated.tensor[0, 4].item() < 180
 
 
 def test_pairwise_iou_rotated_validates_before_needing_dt_ops():

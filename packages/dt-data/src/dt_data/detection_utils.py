@@ -257,7 +257,7 @@ def annotations_to_instances_rotated(annos: list[dict], image_size: tuple[int, i
     ``gt_boxes`` (RotatedBoxes[N], clipped to ``image_size``) and ``gt_classes`` (int64[N])."""
     boxes = torch.as_tensor([list(a["bbox"]) for a in annos], dtype=torch.float32).reshape(-1, 5)
     target = Instances(image_size)
-    target.gt_boxes = RotatedBoxes(boxes).clip(image_size)
+    target.gt_boxes = RotatedBoxes(boxes).clipped(image_size)
     target.gt_classes = torch.tensor([int(a["category_id"]) for a in annos], dtype=torch.int64)
     return target
 
@@ -344,7 +344,7 @@ def transform_proposals(
         out.pop("proposal_bbox_mode"),
         BoxMode.XYXY_ABS,
     )
-    boxes = Boxes(torch.as_tensor(transforms.apply_box(raw), dtype=torch.float32)).clip(image_shape)
+    boxes = Boxes(torch.as_tensor(transforms.apply_box(raw), dtype=torch.float32)).clipped(image_shape)
     logits = torch.as_tensor(np.asarray(out.pop("proposal_objectness_logits"), dtype=np.float32))
     keep = boxes.nonempty(threshold=min_box_size)
     proposals = Instances(image_shape)

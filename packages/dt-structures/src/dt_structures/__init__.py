@@ -1,6 +1,7 @@
 """dt value types: boxes, rotated boxes, instances, image lists, masks and keypoints.
 
-Drop-in counterparts of ``detectron2.structures`` with validation and no surprise mutation.
+Drop-in counterparts of ``detectron2.structures``: detectron2's names keep detectron2's meaning
+(``Boxes.clip`` clips in place), invalid arguments raise ``ValueError``/``TypeError``.
 """
 
 from importlib.metadata import version

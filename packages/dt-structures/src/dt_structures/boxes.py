@@ -1,8 +1,9 @@
 """Axis-aligned boxes: the ``BoxMode`` conventions, ``Boxes`` and pairwise box functions.
 
-Numerics follow detectron2's ``detectron2/structures/boxes.py`` so that models give the same
-numbers; the differences are validation (``ValueError``/``TypeError``) and methods that do not
-mutate unless their name ends with ``_`` (``clip`` returns new boxes, ``clip_`` clips in place).
+Numerics and method semantics follow detectron2's ``detectron2/structures/boxes.py``, so code
+ported by changing imports behaves the same: ``clip`` and ``scale`` change the boxes in place and
+return None, as detectron2's do. ``clipped`` and ``scaled`` are the non-mutating variants. Invalid
+arguments raise ``ValueError``/``TypeError``.
 """
 
 from __future__ import annotations
@@ -199,18 +200,19 @@ class Boxes:
         if can_inspect_values(self.tensor) and not torch.isfinite(self.tensor).all():
             raise ValueError(f"{type(self).__name__} contain inf or NaN; cannot clip them")
 
-    def clip(self: _B, box_size: tuple[int, int]) -> _B:
-        """New boxes with x limited to [0, width] and y to [0, height]; ``box_size`` is (height, width)."""
-        out = self.clone()
-        out.clip_(box_size)
-        return out
-
-    def clip_(self, box_size: tuple[int, int]) -> None:
-        """In place: limit x to [0, width] and y to [0, height]; ``box_size`` is (height, width)."""
+    def clip(self, box_size: tuple[int, int]) -> None:
+        """In place (as detectron2): limit x to [0, width] and y to [0, height]; ``box_size`` is
+        (height, width). Returns None; :meth:`clipped` returns new boxes instead."""
         h, w = check_size_pair(box_size, "box_size")
         self._check_finite()
         self.tensor[:, 0::2].clamp_(min=0, max=w)
         self.tensor[:, 1::2].clamp_(min=0, max=h)
+
+    def clipped(self: _B, box_size: tuple[int, int]) -> _B:
+        """New boxes clipped like :meth:`clip`; this object is not changed."""
+        out = self.clone()
+        out.clip(box_size)
+        return out
 
     def nonempty(self, threshold: float = 0.0) -> torch.Tensor:
         """``Tensor[N]`` bool: True where both sides are longer than ``threshold``."""
@@ -235,16 +237,17 @@ class Boxes:
         """``Tensor[N, 2]``: (x, y) box centers."""
         return (self.tensor[:, :2] + self.tensor[:, 2:]) / 2
 
-    def scale(self: _B, scale_x: float, scale_y: float) -> _B:
-        """New boxes with x coordinates multiplied by ``scale_x`` and y by ``scale_y``."""
-        out = self.clone()
-        out.scale_(scale_x, scale_y)
-        return out
-
-    def scale_(self, scale_x: float, scale_y: float) -> None:
-        """In place: multiply x coordinates by ``scale_x`` and y coordinates by ``scale_y``."""
+    def scale(self, scale_x: float, scale_y: float) -> None:
+        """In place (as detectron2): multiply x coordinates by ``scale_x`` and y coordinates by
+        ``scale_y``. Returns None; :meth:`scaled` returns new boxes instead."""
         self.tensor[:, 0::2] *= scale_x
         self.tensor[:, 1::2] *= scale_y
+
+    def scaled(self: _B, scale_x: float, scale_y: float) -> _B:
+        """New boxes scaled like :meth:`scale`; this object is not changed."""
+        out = self.clone()
+        out.scale(scale_x, scale_y)
+        return out
 
     @classmethod
     def cat(cls: type[_B], boxes_list: Sequence[_B]) -> _B:
@@ -354,8 +357,8 @@ def pairwise_point_box_distance(points: torch.Tensor, boxes: Boxes | torch.Tenso
 def matched_pairwise_iou(boxes1: Boxes | torch.Tensor, boxes2: Boxes | torch.Tensor) -> torch.Tensor:
     """IoU of matched pairs ``(boxes1[i], boxes2[i])``: ``Tensor[N]``.
 
-    Equal to the diagonal of ``pairwise_iou``: 0 where the boxes do not intersect (detectron2
-    returns NaN when both boxes are empty; otherwise the numbers are the same).
+    Exactly detectron2's formula ``inter / (area1 + area2 - inter)``: it equals the diagonal of
+    ``pairwise_iou`` except that a pair of two empty boxes gives NaN (0 / 0), as in detectron2.
     """
     b1 = _xyxy_tensor(boxes1, "boxes1")
     b2 = _xyxy_tensor(boxes2, "boxes2")
@@ -365,8 +368,4 @@ def matched_pairwise_iou(boxes1: Boxes | torch.Tensor, boxes2: Boxes | torch.Ten
     rb = torch.min(b1[:, 2:], b2[:, 2:])  # [N,2]
     wh = (rb - lt).clamp(min=0)  # [N,2]
     inter = wh[:, 0] * wh[:, 1]  # [N]
-    return torch.where(
-        inter > 0,
-        inter / (_xyxy_area(b1) + _xyxy_area(b2) - inter),
-        torch.zeros(1, dtype=inter.dtype, device=inter.device),
-    )
+    return inter / (_xyxy_area(b1) + _xyxy_area(b2) - inter)  # [N]

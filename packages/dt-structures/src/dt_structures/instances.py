@@ -129,8 +129,12 @@ class Instances:
         return self._fields[name]
 
     def get_fields(self) -> dict[str, Any]:
-        """A new dict mapping field names to values (changing the dict does not change this object)."""
-        return dict(self._fields)
+        """The dict mapping field names to values, itself (as detectron2), not a copy.
+
+        Changes to the dict change this object and skip the length check of :meth:`set`; take
+        ``dict(inst.get_fields())`` for a copy.
+        """
+        return self._fields
 
     def to(self, *args: Any, **kwargs: Any) -> Instances:
         """New Instances whose fields that have a ``to`` method are moved with ``to(*args, **kwargs)``."""
@@ -171,7 +175,7 @@ class Instances:
         """Concatenate Instances of the same image size and the same field names.
 
         Tensors are concatenated with ``torch.cat``, lists are chained, other field types with
-        their ``cat`` class method.
+        their ``cat`` class method. A list of one Instances returns that object itself (as detectron2).
         """
         if not isinstance(instance_lists, (list, tuple)) or len(instance_lists) == 0:
             raise ValueError("instance_lists must be a non-empty list of Instances")
@@ -179,6 +183,8 @@ class Instances:
             if not isinstance(inst, Instances):
                 raise TypeError(f"instance_lists[{i}] must be Instances, got {type(inst).__name__}")
         first = instance_lists[0]
+        if len(instance_lists) == 1:
+            return first
         names = list(first._fields)
         for i, inst in enumerate(instance_lists[1:], start=1):
             if not any(isinstance(s, torch.Tensor) for s in first.image_size) and (

@@ -7,6 +7,7 @@ interval [d, d + 1) and has its center at ``d + 0.5``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,8 +48,9 @@ class Keypoints:
     def __len__(self) -> int:
         return self.tensor.shape[0]
 
-    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> Keypoints:
-        return Keypoints(self.tensor.to(device=device, non_blocking=non_blocking))
+    def to(self, *args: Any, **kwargs: Any) -> Keypoints:
+        """The keypoints moved with ``Tensor.to(*args, **kwargs)``; they stay float32 (as detectron2)."""
+        return Keypoints(self.tensor.to(*args, **kwargs))
 
     @property
     def device(self) -> torch.device:

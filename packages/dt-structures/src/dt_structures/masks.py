@@ -61,7 +61,8 @@ def rasterize_polygons_within_box(
     mask targets.
 
     Args:
-        polygons: ``[x0, y0, x1, y1, ...]`` arrays in image coordinates (not modified).
+        polygons: ``[x0, y0, x1, y1, ...]`` arrays in image coordinates (not modified); float
+            arrays are computed in their own dtype (as detectron2), others in float64.
         box: 4 numbers, XYXY_ABS.
         mask_size: side of the output.
 
@@ -74,7 +75,9 @@ def rasterize_polygons_within_box(
     ratio_h = mask_size / max(h, 0.1)
     shifted = []
     for p in polygons:
-        q = np.array(p, dtype=np.float64)  # a copy
+        q = np.array(p)  # a copy
+        if q.dtype.kind != "f":
+            q = q.astype(np.float64)
         q[0::2] = (q[0::2] - box[0]) * ratio_w
         q[1::2] = (q[1::2] - box[1]) * ratio_h
         shifted.append(q)
@@ -113,8 +116,9 @@ class BitMasks:
         self.tensor = tensor
         self.image_size = tensor.shape[1:]
 
-    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> BitMasks:
-        return BitMasks(self.tensor.to(device=device, non_blocking=non_blocking))
+    def to(self, *args: Any, **kwargs: Any) -> BitMasks:
+        """The masks moved with ``Tensor.to(*args, **kwargs)``; they stay bool (as detectron2)."""
+        return BitMasks(self.tensor.to(*args, **kwargs))
 
     @property
     def device(self) -> torch.device:
@@ -190,11 +194,14 @@ class BitMasks:
         return output.squeeze(1) >= 0.5
 
     def get_bounding_boxes(self) -> Boxes:
-        """Tight boxes (XYXY_ABS, pixel edges) around each mask; all zeros for empty masks."""
+        """Tight boxes (XYXY_ABS, pixel edges) around each mask; all zeros for empty masks.
+
+        The boxes are on the CPU whatever the masks' device, as detectron2 returns them.
+        """
         n, h, w = self.tensor.shape
         device = self.tensor.device
         if h == 0 or w == 0:
-            return Boxes(torch.zeros(n, 4, device=device))
+            return Boxes(torch.zeros(n, 4))
         x_any = self.tensor.any(dim=1)  # [N, W]
         y_any = self.tensor.any(dim=2)  # [N, H]
         xs = torch.arange(w, device=device)
@@ -204,7 +211,7 @@ class BitMasks:
         y0 = torch.where(y_any, ys, h).min(dim=1).values
         y1 = torch.where(y_any, ys, -1).max(dim=1).values + 1
         boxes = torch.stack([x0, y0, x1, y1], dim=1).to(torch.float32)  # [N, 4]
-        return Boxes(torch.where(x_any.any(dim=1)[:, None], boxes, 0.0))
+        return Boxes(torch.where(x_any.any(dim=1)[:, None], boxes, 0.0).cpu())
 
     @staticmethod
     def cat(bitmasks_list: Sequence[BitMasks]) -> BitMasks:

@@ -32,27 +32,22 @@ class RotatedBoxes(Boxes):
         """``Tensor[N]``: w * h."""
         return self.tensor[:, 2] * self.tensor[:, 3]
 
-    def normalize_angles(self) -> RotatedBoxes:
-        """New boxes with angles mapped into [-180, 180) degrees."""
-        out = self.clone()
-        out.normalize_angles_()
-        return out
-
-    def normalize_angles_(self) -> None:
-        """In place: map angles into [-180, 180) degrees."""
+    def normalize_angles(self) -> None:
+        """In place (as detectron2): map angles into [-180, 180) degrees. Returns None."""
         self.tensor[:, 4] = (self.tensor[:, 4] + 180.0) % 360.0 - 180.0
 
-    def clip_(self, box_size: tuple[int, int], clip_angle_threshold: float = 1.0) -> None:
-        """In place: normalize all angles, then clip the nearly horizontal boxes.
+    def clip(self, box_size: tuple[int, int], clip_angle_threshold: float = 1.0) -> None:
+        """In place (as detectron2): normalize all angles, then clip the nearly horizontal boxes.
 
         Boxes whose normalized angle is within ``clip_angle_threshold`` degrees of 0 are clipped like
         horizontal boxes to [0, width] x [0, height] (``box_size`` is (height, width)); their width
         and height never grow. Other boxes are left as they are: there is no single right way to
-        clip them, and ROIAlignRotated handles boxes that leave the image.
+        clip them, and ROIAlignRotated handles boxes that leave the image. Returns None;
+        :meth:`clipped` returns new boxes instead.
         """
         h, w = check_size_pair(box_size, "box_size")
         self._check_finite()
-        self.normalize_angles_()
+        self.normalize_angles()
         t = self.tensor
         idx = torch.where(torch.abs(t[:, 4]) <= clip_angle_threshold)[0]
         x1 = (t[idx, 0] - t[idx, 2] / 2.0).clamp(min=0, max=w)
@@ -65,10 +60,10 @@ class RotatedBoxes(Boxes):
         t[idx, 2] = torch.min(t[idx, 2], x2 - x1)
         t[idx, 3] = torch.min(t[idx, 3], y2 - y1)
 
-    def clip(self, box_size: tuple[int, int], clip_angle_threshold: float = 1.0) -> RotatedBoxes:
-        """New boxes: angles normalized, nearly horizontal boxes clipped (see :meth:`clip_`)."""
+    def clipped(self, box_size: tuple[int, int], clip_angle_threshold: float = 1.0) -> RotatedBoxes:
+        """New boxes clipped like :meth:`clip` (angles normalized); this object is not changed."""
         out = self.clone()
-        out.clip_(box_size, clip_angle_threshold)
+        out.clip(box_size, clip_angle_threshold)
         return out
 
     def nonempty(self, threshold: float = 0.0) -> torch.Tensor:
@@ -94,14 +89,15 @@ class RotatedBoxes(Boxes):
         )
 
     def get_centers(self) -> torch.Tensor:
-        """``Tensor[N, 2]``: (cx, cy), a copy."""
-        return self.tensor[:, :2].clone()
+        """``Tensor[N, 2]``: (cx, cy), a view of ``tensor`` (as detectron2): writing to it moves the boxes."""
+        return self.tensor[:, :2]
 
-    def scale_(self, scale_x: float, scale_y: float) -> None:
-        """In place: scale by ``scale_x`` horizontally and ``scale_y`` vertically.
+    def scale(self, scale_x: float, scale_y: float) -> None:
+        """In place (as detectron2): scale by ``scale_x`` horizontally and ``scale_y`` vertically.
 
         With unequal factors a rotated rectangle becomes a parallelogram; it is approximated by
         the rectangle whose edge midpoints are the scaled edge midpoints (as detectron2 does).
+        Returns None; :meth:`scaled` returns new boxes instead.
         """
         t = self.tensor
         t[:, 0] *= scale_x
@@ -113,10 +109,10 @@ class RotatedBoxes(Boxes):
         t[:, 3] *= torch.sqrt((scale_x * s) ** 2 + (scale_y * c) ** 2)
         t[:, 4] = torch.atan2(scale_x * s, scale_y * c) * 180 / math.pi
 
-    def scale(self, scale_x: float, scale_y: float) -> RotatedBoxes:
-        """New boxes scaled by ``scale_x`` horizontally and ``scale_y`` vertically (see :meth:`scale_`)."""
+    def scaled(self, scale_x: float, scale_y: float) -> RotatedBoxes:
+        """New boxes scaled like :meth:`scale`; this object is not changed."""
         out = self.clone()
-        out.scale_(scale_x, scale_y)
+        out.scale(scale_x, scale_y)
         return out
 
 
