@@ -47,3 +47,20 @@ def test_single_process_helpers_need_no_torch():
     assert (get_rank(), get_world_size(), is_main_process()) == (0, 1, True)
     code = "import sys, dt_config; assert 'torch' not in sys.modules and 'dt_ops' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@attrs.define(frozen=True, kw_only=True)
+class Named:
+    parts: dict[str, Sample] = attrs.Factory(dict)
+    values: list[int] = attrs.Factory(list)
+
+
+def test_mapping_keys_and_list_items_in_paths():
+    with pytest.raises(ConfigError) as err:
+        structure(Named, {"parts": {"mask": {"lr": 0.0}, "two words": {"cnt": 1}}, "values": [1, "x"]})
+    assert err.value.problems[0] == "$.parts.mask.lr: must be > 0.0, got 0.0"
+    assert err.value.problems[1].startswith("$.parts['two words'].cnt: unknown key (did you mean 'count'?)")
+    assert err.value.problems[2] == "$.values[1]: expected int, got str 'x'"
+    with pytest.raises(ConfigError) as err:
+        structure(Named, {"parts": ["mask"]})
+    assert err.value.problems == ["$.parts: expected a mapping, got list ['mask']"]

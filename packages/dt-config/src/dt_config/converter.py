@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 import attrs
 import cattrs
 from cattrs.errors import AttributeValidationNote, ForbiddenExtraKeysError, IterableValidationNote
+from cattrs.gen import make_mapping_structure_fn
 
 from .errors import ConfigError, ConfigProblem, describe
 from .suggest import did_you_mean
@@ -60,6 +61,20 @@ def _structure_literal(value: Any, literal: Any) -> Any:
 
 converter.register_structure_hook_func(lambda t: get_origin(t) is Literal, _structure_literal)
 
+
+def _mapping_hook(mapping_type: Any) -> Callable[[Any, type], Any]:
+    structure_items = make_mapping_structure_fn(mapping_type, converter)
+
+    def hook(value: Any, _: type) -> Any:
+        if not isinstance(value, Mapping):
+            raise ConfigProblem(f"expected a mapping, got {describe(value)}")
+        return structure_items(value, mapping_type)
+
+    return hook
+
+
+converter.register_structure_hook_factory(lambda t: get_origin(t) in (dict, Mapping), _mapping_hook)
+
 _UNION_BASES: list[type] = []
 
 
@@ -98,6 +113,13 @@ def register_tagged_union(base: type, lookup: Callable[[str], type], default: st
     _UNION_BASES.append(base)
 
 
+def _item_path(path: str, index: Any) -> str:
+    """``$.a[3]`` for list items, ``$.a.key`` for mapping keys that are identifiers (``$.a['x y']`` else)."""
+    if isinstance(index, str) and index.isidentifier():
+        return f"{path}.{index}"
+    return f"{path}[{index!r}]"
+
+
 def _collect(exc: BaseException, path: str, lines: list[str]) -> None:
     if isinstance(exc, BaseExceptionGroup):
         for sub in exc.exceptions:
@@ -106,7 +128,7 @@ def _collect(exc: BaseException, path: str, lines: list[str]) -> None:
                 if isinstance(note, AttributeValidationNote):
                     sub_path = f"{path}.{note.name}"
                 elif isinstance(note, IterableValidationNote):
-                    sub_path = f"{path}[{note.index!r}]"
+                    sub_path = _item_path(path, note.index)
             _collect(sub, sub_path, lines)
     elif isinstance(exc, ForbiddenExtraKeysError):
         names = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
