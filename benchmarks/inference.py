@@ -39,9 +39,10 @@ GOALS = {"golden": 0.7, "full": 0.7, "train_step": 0.8}
 
 def full_width_config():
     """detectron2's mask_rcnn_R_50_FPN_3x architecture (80 classes) as a dt ``ModelConfig``."""
-    from dt_models.config import GeneralizedRCNNConfig, MaskRCNNConvUpsampleHeadConfig, StandardROIHeadsConfig
+    from dt_models.config import GeneralizedRCNNConfig, StandardROIHeadsConfig
+    from dt_models.roi_heads import MaskBranchConfig
 
-    return GeneralizedRCNNConfig(roi_heads=StandardROIHeadsConfig(mask_head=MaskRCNNConvUpsampleHeadConfig()))
+    return GeneralizedRCNNConfig(roi_heads=StandardROIHeadsConfig(branches={"mask": MaskBranchConfig()}))
 
 
 def astronaut_bgr(size: int) -> torch.Tensor:
@@ -103,7 +104,7 @@ def detectron2_execution():
     op after its convolution, NCHW feature maps and mask-head inputs. Used to measure what dt's
     changes bring."""
     from dt_models.layers import Conv2d
-    from dt_models.meta_arch.rcnn import _ImageModel
+    from dt_models.meta_arch import ImageModel
     from dt_models.roi_heads import MaskRCNNConvUpsampleHead
 
     def conv_forward(self, x):
@@ -119,14 +120,14 @@ def detectron2_execution():
             x = conv(x)
         return self.predictor(torch.relu(self.deconv(x)))
 
-    saved = Conv2d.forward, _ImageModel._features, MaskRCNNConvUpsampleHead.layers
+    saved = Conv2d.forward, ImageModel.extract_features, MaskRCNNConvUpsampleHead.layers
     Conv2d.forward = conv_forward
-    _ImageModel._features = lambda self, images: self.backbone(images.tensor)
+    ImageModel.extract_features = lambda self, images: self.backbone(images.tensor)
     MaskRCNNConvUpsampleHead.layers = mask_layers
     try:
         yield
     finally:
-        Conv2d.forward, _ImageModel._features, MaskRCNNConvUpsampleHead.layers = saved
+        Conv2d.forward, ImageModel.extract_features, MaskRCNNConvUpsampleHead.layers = saved
 
 
 def with_detectron2_execution(fn: Callable[[], object]) -> Callable[[], object]:

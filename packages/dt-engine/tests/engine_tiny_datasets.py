@@ -10,5 +10,5 @@ def register_tiny_datasets() -> None:
         if name in DatasetCatalog:
             continue
         DatasetCatalog.register(name, lambda source=source, count=count: DatasetCatalog.get(source)[:count])
-        keep = ("thing_classes", "thing_colors", "thing_dataset_id_to_contiguous_id")
+        keep = ("thing_classes", "thing_colors", "thing_dataset_id_to_contiguous_id", "evaluator_type")
         MetadataCatalog.get(name).set(**{k: MetadataCatalog.get(source).get(k) for k in keep})

@@ -12,6 +12,7 @@ from matplotlib.image import imread
 from dt_engine.checkpoint import Checkpointer
 from dt_engine.cli import main
 from dt_engine.config.experiment import dump_config, load_experiment
+from dt_engine.config.model_facts import model_facts
 from dt_engine.demo import configure_cpu, demo_config_path, final_results, plot_curves
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -33,7 +34,8 @@ def test_demo_config_loads_and_round_trips(tmp_path):
     with demo_config_path() as path:
         cfg = load_experiment(path)
     assert cfg.data.datasets.train == ("shapes_train",) and cfg.data.datasets.test == ("shapes_val",)
-    assert cfg.model.roi_heads.num_classes == 5 and cfg.model.roi_heads.mask_head is not None
+    facts = model_facts(cfg.model)
+    assert facts.num_classes.value == 5 and facts.mask_on
     saved = tmp_path / "config.yaml"
     saved.write_text(dump_config(cfg))
     assert load_experiment(saved) == cfg

@@ -9,6 +9,7 @@ from dt_models.config import (
     AnchorGeneratorConfig,
     FastRCNNConvFCHeadConfig,
     GeneralizedRCNNConfig,
+    MaskBranchConfig,
     MaskRCNNConvUpsampleHeadConfig,
     ResNetConfig,
     ResNetFPNConfig,
@@ -38,9 +39,13 @@ def tiny_rcnn_config(mask: bool = True, num_classes: int = 3, **resnet) -> Gener
             batch_size_per_image=32,
             score_thresh_test=0.0,
             box_head=FastRCNNConvFCHeadConfig(fc_dim=32),
-            mask_head=MaskRCNNConvUpsampleHeadConfig(conv_dim=8, num_conv=2) if mask else None,
+            branches=tiny_mask_branches() if mask else {},
         ),  # fmt: skip
     )
+
+
+def tiny_mask_branches() -> dict[str, MaskBranchConfig]:
+    return {"mask": MaskBranchConfig(head=MaskRCNNConvUpsampleHeadConfig(conv_dim=8, num_conv=2))}
 
 
 def with_changes(config, **changes):

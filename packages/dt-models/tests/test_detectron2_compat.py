@@ -61,7 +61,7 @@ def test_zoo_config_with_base_matches_dt_defaults(tmp_path):
     )
     cfg = detectron2_model_config(path)
     assert isinstance(cfg, GeneralizedRCNNConfig)
-    assert cfg.roi_heads.mask_head is not None and cfg.roi_heads.mask_head.num_conv == 4
+    assert set(cfg.roi_heads.branches) == {"mask"} and cfg.roi_heads.branches["mask"].head.num_conv == 4
     assert cfg.roi_heads.box_head.fc_dim == 1024 and cfg.roi_heads.box_pooler.resolution == 7
     assert cfg.proposal_generator.pre_nms_topk_test == 1000
     # dt's own defaults are Base-RCNN-FPN's

@@ -24,7 +24,7 @@ def golden():
     with torch.no_grad():
         images = model.preprocess_image(inputs)
         features = model.backbone(images.tensor)
-        features_nhwc = model._features(images)  # the inference path (channels-last on CPU)
+        features_nhwc = model.extract_features(images)  # the inference path (channels-last on CPU)
         proposals, _ = model.proposal_generator(images, features, None)
         given = Instances(images.image_sizes[0])
         given.proposal_boxes = Boxes(io["proposal_boxes"])

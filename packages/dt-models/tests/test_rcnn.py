@@ -31,7 +31,7 @@ def test_training_returns_finite_losses_and_gradients(model):
     assert set(losses) == {"loss_cls", "loss_box_reg", "loss_mask", "loss_rpn_cls", "loss_rpn_loc"}
     assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values())
     sum(losses.values()).backward()
-    grads = [p.grad for p in model.roi_heads.mask_head.parameters()]
+    grads = [p.grad for p in model.roi_heads.branches.mask.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert model.backbone.bottom_up.stem.conv1.weight.grad is None  # frozen (freeze_at=2)
     model.zero_grad()
@@ -82,7 +82,7 @@ def test_inference_is_batch_independent(model):
     torch.testing.assert_close(a.pred_boxes.tensor, b.pred_boxes.tensor, atol=1e-3, rtol=1e-4)
 
 
-def test_inference_with_given_boxes_runs_only_the_mask_head(model):
+def test_inference_with_given_boxes_runs_only_the_mask_branch(model):
     model.eval()
     given = Instances((96, 128))
     given.pred_boxes = Boxes(torch.tensor([[0.0, 0.0, 50.0, 50.0]]))
@@ -102,7 +102,7 @@ def test_input_validation(model):
 
 def test_faster_rcnn_without_mask_head():
     model = build_model(tiny_rcnn_config(mask=False)).eval()
-    assert not model.roi_heads.mask_on
+    assert len(model.roi_heads.branches) == 0
     with torch.no_grad():
         inst = model(_inputs(with_gt=False)[:1])[0]["instances"]
     assert not inst.has("pred_masks")

@@ -27,6 +27,8 @@ overrides (key.path=value, any number, applied after --config in order):
   solver.amp.enabled=true                   a boolean
   model.roi_heads.num_classes=3             any nested key of the config
   data.datasets.train=[my_train]            datasets registered in DatasetCatalog
+  test.best_metric=segm/AP                  the result model_best.pth is chosen on
+  workflow=MyTrainer                        a registered DefaultTrainer subclass
   output_dir=runs/exp1                      a string
 """
 

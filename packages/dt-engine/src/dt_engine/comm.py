@@ -14,6 +14,7 @@ from dt_config.dist import process_group
 
 __all__ = [
     "all_gather_object",
+    "default_device",
     "get_local_rank",
     "get_rank",
     "get_world_size",
@@ -28,6 +29,11 @@ _LOCAL_RANK = 0
 def get_local_rank() -> int:
     """Rank of this process on its machine (set by ``launch``); 0 when not distributed."""
     return _LOCAL_RANK if process_group() is not None else 0
+
+
+def default_device() -> torch.device:
+    """This process's device: ``cuda:<local rank>`` when CUDA is available, else the CPU."""
+    return torch.device("cuda", get_local_rank()) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def _set_local_rank(rank: int) -> None:

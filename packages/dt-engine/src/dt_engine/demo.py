@@ -31,7 +31,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from dt_data import DatasetCatalog
+from dt_data import DatasetCatalog, MetadataCatalog
 
 from .checkpoint import atomic_write_text
 from .config.experiment import ExperimentConfig, load_experiment
@@ -172,7 +172,9 @@ def run_demo(
     Writes everything listed in the module docstring to ``cfg.output_dir`` and prints the summary.
     The wall time is counted from ``start`` (a ``time.perf_counter()`` value; default: now).
     """
-    from . import run
+    from .defaults import run_training
+    from .predictor import Predictor
+    from .run import predict_files
 
     start = time.perf_counter() if start is None else start
     out = check_writable_dir(cfg.output_dir)
@@ -181,29 +183,30 @@ def run_demo(
         DatasetCatalog.get(name)  # generates the shapes sets on first use
     data_seconds = time.perf_counter() - start
 
-    run.train(cfg, resume=False, weights=None)  # trains, evaluates on data.datasets.test, saves
+    run_training(cfg, resume=False, weights=None)  # trains, evaluates on data.datasets.test, saves
     trained = time.perf_counter()
     results = final_results(out / "metrics.jsonl")
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
     plot_curves(out / "metrics.jsonl", out / "curves.png")
 
-    predict_args = argparse.Namespace(
-        config=str(out / "config.yaml"),
-        overrides=[],
-        weights=str(out / "model_final.pth"),
-        ema=cfg.solver.ema.enabled,
-        input=_val_images(cfg.data.datasets.test[0], num_images),
-        output=str(out / "predictions"),
+    weights = out / "model_final.pth"
+    predictor = Predictor(cfg, weights=weights, use_ema=cfg.solver.ema.enabled)
+    val = cfg.data.datasets.test[0]
+    predictions = check_writable_dir(out / "predictions")
+    predict_files(
+        predictor,
+        _val_images(val, num_images),
+        predictions,
+        metadata=MetadataCatalog.get(val),
         confidence=confidence,
     )
-    run.predict_command(predict_args)
     end = time.perf_counter()
     total = end - start
 
-    config, weights = shlex.quote(predict_args.config), shlex.quote(predict_args.weights)
-    ema = " --ema" if predict_args.ema else ""
+    config, weights_arg = shlex.quote(str(out / "config.yaml")), shlex.quote(str(weights))
+    ema = " --ema" if cfg.solver.ema.enabled else ""
     my_output = shlex.quote(str(out / "my_predictions"))
-    predict_cmd = f"dt predict --config {config} --weights {weights}{ema} --input 'my_images/*.jpg'"
+    predict_cmd = f"dt predict --config {config} --weights {weights_arg}{ema} --input 'my_images/*.jpg'"
     predict_cmd += f" --output {my_output}"
     lines = [
         "",
@@ -223,7 +226,7 @@ def run_demo(
 
 def demo_command(args: argparse.Namespace) -> int:
     """``dt demo [--config FILE] [--output DIR] [--max-iter N] [--threads T] [overrides]``."""
-    from . import run
+    from .defaults import build_workflow
 
     start = time.perf_counter()
     if args.threads is not None and args.threads < 1:
@@ -237,8 +240,7 @@ def demo_command(args: argparse.Namespace) -> int:
         path = args.config if args.config is not None else str(stack.enter_context(demo_config_path()))
         cfg = load_experiment(path, overrides)
     cfg = attrs.evolve(cfg, output_dir=args.output)
-    run._check_datasets(cfg.data.datasets.train + cfg.data.datasets.test)
-    run._check_num_classes(cfg)
+    build_workflow(cfg).check()
     with configure_cpu(args.threads):
         run_demo(cfg, config_source=args.config or f"dt_engine/{DEMO_CONFIG}", start=start)
     return 0

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from dt_config import did_you_mean
+
 from .checkpoint import Checkpointer, capture_rng_state, restore_rng_state
 from .comm import reduce_mean, synchronize
 from .ema import unwrap_model
@@ -199,9 +201,14 @@ class BestCheckpointer(HookBase):
         return value > self.best_metric if self.mode == "max" else value < self.best_metric
 
     def _check(self, iteration: int) -> None:
-        latest = self.state.storage.latest().get(self.val_metric)
+        recorded = self.state.storage.latest()
+        latest = recorded.get(self.val_metric)
         if latest is None:
-            logger.warning("BestCheckpointer: metric %r was not recorded; not saving", self.val_metric)
+            logger.warning(
+                "BestCheckpointer: metric %r was not recorded%s; not saving (see test.best_metric)",
+                self.val_metric,
+                did_you_mean(self.val_metric, recorded),
+            )
             return
         value, _ = latest
         if math.isfinite(value) and self._better(value):

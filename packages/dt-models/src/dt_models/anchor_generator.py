@@ -1,16 +1,20 @@
-"""``DefaultAnchorGenerator``: a fixed set of anchors replicated over every feature-map cell."""
+"""``DefaultAnchorGenerator``: a fixed set of anchors replicated over every feature-map cell; its config
+``AnchorGeneratorConfig`` and ``build_anchor_generator``."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
+import attrs
 import torch
 from torch import nn
 
+from dt_config import ConfigProblem
+from dt_config import validators as check
 from dt_structures import Boxes
 
-__all__ = ["DefaultAnchorGenerator"]
+__all__ = ["AnchorGeneratorConfig", "DefaultAnchorGenerator", "build_anchor_generator"]
 
 
 def _broadcast(values: Sequence, num_features: int, name: str) -> list[list[float]]:
@@ -116,3 +120,53 @@ class DefaultAnchorGenerator(nn.Module):
 
     def extra_repr(self) -> str:
         return f"strides={self.strides}, num_cell_anchors={self.num_cell_anchors}, offset={self.offset}"
+
+
+@attrs.define(frozen=True, kw_only=True)
+class AnchorGeneratorConfig:
+    """``DefaultAnchorGenerator``: sizes and aspect ratios per feature map (one entry: all maps)."""
+
+    sizes: tuple[tuple[float, ...], ...] = attrs.field(
+        default=((32.0,), (64.0,), (128.0,), (256.0,), (512.0,)), validator=check.non_empty
+    )
+    aspect_ratios: tuple[tuple[float, ...], ...] = attrs.field(
+        default=((0.5, 1.0, 2.0),), validator=check.non_empty
+    )
+    offset: float = attrs.field(default=0.0, validator=check.between(0.0, 0.999999))
+
+    def __attrs_post_init__(self) -> None:
+        for key in ("sizes", "aspect_ratios"):
+            values = getattr(self, key)
+            if any(len(v) == 0 or min(v) <= 0 for v in values):
+                raise ConfigProblem(
+                    f"every entry must be a non-empty list of positive numbers, got {values}", key=key
+                )
+
+    def check_num_features(self, num_features: int, prefix: str) -> None:
+        """Check sizes/aspect ratios have one entry or one per feature map, with equal anchor counts.
+
+        ``prefix`` is this config's dotted key in the caller's config (``"anchor_generator."``).
+        """
+        for key in ("sizes", "aspect_ratios"):
+            n = len(getattr(self, key))
+            if n not in (1, num_features):
+                raise ConfigProblem(
+                    f"has {n} entries but there are {num_features} feature maps (in_features); use 1 or "
+                    f"{num_features}",
+                    key=f"{prefix}{key}",
+                )
+        sizes = self.sizes * (num_features if len(self.sizes) == 1 else 1)
+        ratios = self.aspect_ratios * (num_features if len(self.aspect_ratios) == 1 else 1)
+        counts = {len(s) * len(r) for s, r in zip(sizes, ratios, strict=True)}
+        if len(counts) > 1:
+            raise ConfigProblem(
+                f"every feature map needs the same number of anchors per cell, got {sorted(counts)}",
+                key=f"{prefix}sizes",
+            )
+
+
+def build_anchor_generator(config: AnchorGeneratorConfig, strides: Sequence[int]) -> DefaultAnchorGenerator:
+    """``DefaultAnchorGenerator`` for feature maps of the given ``strides``."""
+    return DefaultAnchorGenerator(
+        sizes=config.sizes, aspect_ratios=config.aspect_ratios, strides=strides, offset=config.offset
+    )

@@ -1,5 +1,8 @@
 """Loading detectron2 checkpoints: model-zoo ``.pkl`` (numpy), trainer ``.pth``, Caffe2-style names.
 
+dt's module names are detectron2's, except for the extra ROI branches, which dt holds by name:
+``roi_heads.branches.mask.head.*`` is detectron2's ``roi_heads.mask_head.*`` (:func:`detectron2_name`).
+
 Nothing in a checkpoint can execute code: ``.pkl`` files go through :func:`safe_load_pickle` and
 ``.pth`` files through ``torch.load(weights_only=True)``.
 """
@@ -18,7 +21,7 @@ from torch import nn
 
 from dt_models.safe_pickle import safe_load_pickle
 
-__all__ = ["LoadReport", "convert_caffe2_names", "load_checkpoint_file", "load_weights"]
+__all__ = ["LoadReport", "convert_caffe2_names", "detectron2_name", "load_checkpoint_file", "load_weights"]
 
 
 @attrs.frozen
@@ -99,6 +102,17 @@ def convert_caffe2_names(names: list[str]) -> dict[str, str]:
     return mapping
 
 
+_BRANCH_PART = re.compile(r"(^|\.)roi_heads\.branches\.(\w+)\.(\w+)\.")
+
+
+def detectron2_name(key: str) -> str:
+    """detectron2's name of a dt state-dict ``key``: a module ``<part>`` of the ROI branch ``<branch>``
+    (``roi_heads.branches.<branch>.<part>.``) is detectron2's ``roi_heads.<branch>_<part>.``, so
+    ``roi_heads.branches.mask.head.predictor.weight`` is ``roi_heads.mask_head.predictor.weight``;
+    every other name is the same in both."""
+    return _BRANCH_PART.sub(r"\1roi_heads.\2_\3.", key, count=1)
+
+
 def load_checkpoint_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], bool]:
     """Read a checkpoint's weights as tensors, and whether its names need suffix matching.
 
@@ -158,6 +172,7 @@ def _match_by_suffix(model_keys: list[str], ckpt_keys: list[str]) -> dict[str, s
 def load_weights(model: nn.Module, path: str | os.PathLike) -> LoadReport:
     """Load a detectron2 (or dt) checkpoint into ``model``; returns a :class:`LoadReport`.
 
+    A model key takes the checkpoint tensor of the same name, or else of its :func:`detectron2_name`.
     Tensors with a shape that differs from the model's are left untouched and reported, so a
     checkpoint with another number of classes can still initialize everything else.
     """
@@ -166,7 +181,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> LoadReport:
     if heuristics:
         matches = _match_by_suffix(list(state), list(weights))
     else:
-        matches = {k: k for k in state if k in weights}
+        names = {k: k if k in weights else detectron2_name(k) for k in state}
+        matches = {k: name for k, name in names.items() if name in weights}
     to_load, mismatched = {}, []
     for key, ck in matches.items():
         value = weights[ck]

@@ -6,9 +6,23 @@ from collections.abc import Sequence
 
 import torch
 
+from dt_config import ConfigProblem
 from dt_models.layers import nonzero_tuple
 
-__all__ = ["Matcher"]
+__all__ = ["Matcher", "check_matcher_fields"]
+
+
+def check_matcher_fields(thresholds: Sequence[float], labels: Sequence[int]) -> None:
+    """Config check of a matcher's ``iou_thresholds`` and ``iou_labels`` fields (``ConfigProblem``)."""
+    if list(thresholds) != sorted(thresholds):
+        raise ConfigProblem(f"must be increasing, got {list(thresholds)}", key="iou_thresholds")
+    if len(labels) != len(thresholds) + 1:
+        raise ConfigProblem(
+            f"needs len(iou_thresholds) + 1 = {len(thresholds) + 1} values, got {len(labels)}",
+            key="iou_labels",
+        )
+    if any(label not in (-1, 0, 1) for label in labels):
+        raise ConfigProblem(f"values must be -1, 0 or 1, got {list(labels)}", key="iou_labels")
 
 
 class Matcher:

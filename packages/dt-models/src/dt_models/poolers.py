@@ -1,17 +1,27 @@
-"""``ROIPooler``: pool regions from a feature pyramid, choosing each box's level by its scale."""
+"""``ROIPooler``: pool regions from a feature pyramid, choosing each box's level by its scale; its
+config ``PoolerConfig`` and ``build_pooler``."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
+import attrs
 import torch
 from torch import nn
 
 import dt_ops
-from dt_models.layers import nonzero_tuple
+from dt_config import validators as check
+from dt_models.layers import ShapeSpec, nonzero_tuple
 
-__all__ = ["POOLER_TYPES", "ROIPooler", "assign_boxes_to_levels", "convert_boxes_to_pooler_format"]
+__all__ = [
+    "POOLER_TYPES",
+    "PoolerConfig",
+    "ROIPooler",
+    "assign_boxes_to_levels",
+    "build_pooler",
+    "convert_boxes_to_pooler_format",
+]
 
 POOLER_TYPES = ("ROIAlign", "ROIAlignV2", "ROIPool", "ROIAlignRotated")
 
@@ -161,3 +171,25 @@ class ROIPooler(nn.Module):
                 continue
             output.index_put_((inds,), pooler(x[level], pooler_boxes[inds]))
         return output
+
+
+@attrs.define(frozen=True, kw_only=True)
+class PoolerConfig:
+    """``ROIPooler`` of axis-aligned boxes: ``type`` is ``ROIAlign``, ``ROIAlignV2`` (half-pixel) or
+    ``ROIPool``; ``resolution`` is the output side, ``sampling_ratio`` ROIAlign's (0: adaptive)."""
+
+    type: str = attrs.field(default="ROIAlignV2", validator=check.one_of(POOLER_TYPES[:3]))
+    resolution: int = attrs.field(default=7, validator=check.at_least(1))
+    sampling_ratio: int = 0
+
+
+def build_pooler(
+    config: PoolerConfig, in_features: Sequence[str], input_shape: dict[str, ShapeSpec]
+) -> ROIPooler:
+    """``ROIPooler`` over the ``in_features`` maps of ``input_shape`` (scales from their strides)."""
+    return ROIPooler(
+        output_size=config.resolution,
+        scales=[1.0 / input_shape[f].stride for f in in_features],
+        sampling_ratio=config.sampling_ratio,
+        pooler_type=config.type,
+    )

@@ -7,9 +7,13 @@ It composes the packages' own configs (``dt_models``' ``ModelConfig``, ``dt_data
     model: {name: GeneralizedRCNN, ...}     # dt_models.config
     data: {datasets: ..., input: ..., loader: ...}   # dt_data.config
     solver: {base_lr: 0.02, max_iter: 90000, ...}
-    test: {eval_period: 0, ...}
+    test: {eval_period: 0, best_metric: bbox/AP, ...}
+    workflow: DefaultTrainer                 # dt_engine.config.workflow
     output_dir: ./output
     seed: -1
+
+Fields that must agree across sections are checked when the config is built, each reported at
+the field to change (``$.data.input.format: must equal model.input_format ...``).
 
 Older files keep loading: ``upgrade_data`` applies the registered ``UPGRADES`` (one function
 per version step, as detectron2's ``upgrade_config``) before structuring.
@@ -24,11 +28,13 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
-from dt_config import ConfigError, dump_yaml, load_config, structure
+from dt_config import ConfigError, ConfigProblem, dump_yaml, load_config, structure
 from dt_data.config import DataConfig
-from dt_models.config import ModelConfig
+from dt_models import ModelConfig
 
+from .model_facts import model_facts
 from .solver import SolverConfig, TestConfig
+from .workflow import DefaultTrainerConfig, WorkflowConfig
 
 __all__ = [
     "CURRENT_VERSION",
@@ -58,8 +64,34 @@ class ExperimentConfig:
     data: DataConfig = attrs.Factory(DataConfig)
     solver: SolverConfig = attrs.Factory(SolverConfig)
     test: TestConfig = attrs.Factory(TestConfig)
+    workflow: WorkflowConfig = attrs.Factory(DefaultTrainerConfig)
     output_dir: str = "./output"
     seed: int = -1
+
+    def __attrs_post_init__(self) -> None:
+        _check_agreement(self)
+
+
+def _check_agreement(cfg: ExperimentConfig) -> None:
+    """Fields of different sections that must agree (the first disagreement is reported)."""
+    facts = model_facts(cfg.model)
+    fmt = facts.input_format
+    if fmt is not None and cfg.data.input.format != fmt.value:
+        raise ConfigProblem(
+            f"must equal {fmt.key} ({fmt.value!r}: the model's pixel_mean/pixel_std are in that channel "
+            f"order), got {cfg.data.input.format!r}",
+            key="data.input.format",
+        )
+    limit = facts.detections_per_image
+    if limit is not None and cfg.test.detections_per_image != limit.value:
+        raise ConfigProblem(
+            f"must equal {limit.key} ({limit.value}), got {cfg.test.detections_per_image}",
+            key="test.detections_per_image",
+        )
+    if not cfg.data.datasets.test:
+        for key in ("eval_period", "val_loss_period"):
+            if getattr(cfg.test, key) > 0:
+                raise ConfigProblem("needs at least one dataset in data.datasets.test", key=f"test.{key}")
 
 
 def upgrade_data(data: dict[str, Any], source: str = "config") -> dict[str, Any]:

@@ -102,16 +102,36 @@ class PreciseBNConfig:
     num_iter: int = attrs.field(default=200, validator=check.greater_than(0))
 
 
+def _check_metric_name(_: object, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is None:
+        return
+    parts = value.split("/")
+    if len(parts) < 2 or not all(p and p == p.strip() for p in parts):
+        raise ConfigProblem(
+            f"expected an evaluation result '<task>/<metric>' such as 'bbox/AP' or 'sem_seg/mIoU' "
+            f"(with several test datasets optionally '<dataset>/<task>/<metric>'), got {value!r}",
+            key=attribute.name,
+        )
+
+
 @attrs.define(frozen=True, kw_only=True)
 class TestConfig:
     """Evaluation during and after training.
 
     ``eval_period``: evaluate every that many iterations (0: only after training);
     ``val_loss_period``: compute the losses on the held-out loader every that many
-    iterations (0: never).
+    iterations (0: never); ``detections_per_image``: detections the evaluators keep per image
+    (must equal the model's own limit). ``best_metric``: when ``eval_period > 0``, save
+    ``model_best.pth`` whenever this evaluation result improves (``best_mode``: ``max`` or ``min``;
+    ``null``: no best checkpoint). Results are named ``<task>/<metric>`` (``bbox/AP``,
+    ``segm/AP``, ``sem_seg/mIoU``, ``panoptic_seg/PQ``); with several test datasets
+    ``<dataset>/<task>/<metric>``, and a ``best_metric`` without a test dataset's name in front
+    refers to the first test dataset.
     """
 
     eval_period: int = attrs.field(default=0, validator=check.at_least(0))
     detections_per_image: int = attrs.field(default=100, validator=check.greater_than(0))
     val_loss_period: int = attrs.field(default=0, validator=check.at_least(0))
     precise_bn: PreciseBNConfig = attrs.Factory(PreciseBNConfig)
+    best_metric: str | None = attrs.field(default="bbox/AP", validator=_check_metric_name)
+    best_mode: Literal["max", "min"] = "max"

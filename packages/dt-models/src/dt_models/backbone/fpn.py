@@ -1,18 +1,25 @@
-"""Feature Pyramid Network (Lin et al. 2017) on top of a bottom-up backbone, with extra top levels."""
+"""Feature Pyramid Network (Lin et al. 2017) on top of a bottom-up backbone, with extra top levels;
+the ResNet + FPN config ``ResNetFPNConfig`` (registered as ``ResNetFPN``) and ``build_resnet_fpn``."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
+import attrs
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dt_config import ConfigProblem
+from dt_config import validators as check
 from dt_models.backbone.backbone import Backbone
-from dt_models.layers import Conv2d, get_norm
+from dt_models.backbone.resnet import ResNetConfig, build_resnet
+from dt_models.layers import NORM_NAMES, Conv2d, ShapeSpec, get_norm
+from dt_models.registry import BACKBONE_REGISTRY, BackboneConfig
 
-__all__ = ["FPN", "LastLevelMaxPool", "LastLevelP6P7"]
+__all__ = ["FPN", "LastLevelMaxPool", "LastLevelP6P7", "ResNetFPNConfig", "build_resnet_fpn"]
 
 
 def _xavier_fill(module: nn.Module) -> None:
@@ -157,3 +164,52 @@ class FPN(Backbone):
             source = bottom_up[name] if name in bottom_up else results[self._out_features.index(name)]
             results.extend(self.top_block(source))
         return dict(zip(self._out_features, results, strict=True))
+
+
+@attrs.define(frozen=True, kw_only=True)
+class ResNetFPNConfig(BackboneConfig):
+    """A ResNet bottom-up with an FPN on ``in_features`` and an optional extra top block.
+
+    ``top_block``: ``"max_pool"`` adds P6 by subsampling P5 (R-CNN), ``"p6p7"`` adds P6 and P7 by
+    convolutions on ``top_block_in_feature`` (RetinaNet), ``""`` adds nothing.
+    """
+
+    name: ClassVar[str] = "ResNetFPN"
+    resnet: ResNetConfig = attrs.field(factory=ResNetConfig, validator=check.instance_of(ResNetConfig))
+    in_features: tuple[str, ...] = attrs.field(
+        default=("res2", "res3", "res4", "res5"), validator=check.non_empty
+    )
+    out_channels: int = attrs.field(default=256, validator=check.at_least(1))
+    norm: str = attrs.field(default="", validator=check.one_of(NORM_NAMES))
+    fuse_type: str = attrs.field(default="sum", validator=check.one_of(("sum", "avg")))
+    top_block: str = attrs.field(default="max_pool", validator=check.one_of(("max_pool", "p6p7", "")))
+    top_block_in_feature: str = attrs.field(default="res5", validator=check.one_of(("res5", "p5")))
+
+    def __attrs_post_init__(self) -> None:
+        missing = [f for f in self.in_features if f not in self.resnet.out_features]
+        if missing:
+            raise ConfigProblem(
+                f"{missing} not among resnet.out_features {list(self.resnet.out_features)}", key="in_features"
+            )
+
+    def output_features(self) -> tuple[str, ...]:
+        levels = [int(f[3:]) for f in self.in_features if f.startswith("res")]
+        extra = {"max_pool": 1, "p6p7": 2, "": 0}[self.top_block]
+        return tuple(f"p{k}" for k in [*levels, *range(levels[-1] + 1, levels[-1] + 1 + extra)])
+
+
+@BACKBONE_REGISTRY.register(ResNetFPNConfig)
+def build_resnet_fpn(config: ResNetFPNConfig, input_shape: ShapeSpec) -> FPN:
+    """ResNet bottom-up + FPN (+ P6 by max pooling, or P6/P7 by convolutions)."""
+    bottom_up = build_resnet(config.resnet, input_shape)
+    top_block: nn.Module | None = None
+    if config.top_block == "max_pool":
+        top_block = LastLevelMaxPool()
+    elif config.top_block == "p6p7":
+        source = config.top_block_in_feature
+        in_channels = config.out_channels if source == "p5" else bottom_up.output_shape()["res5"].channels
+        top_block = LastLevelP6P7(in_channels, config.out_channels, in_feature=source)
+    return FPN(
+        bottom_up=bottom_up, in_features=config.in_features, out_channels=config.out_channels,
+        norm=config.norm, top_block=top_block, fuse_type=config.fuse_type,
+    )  # fmt: skip

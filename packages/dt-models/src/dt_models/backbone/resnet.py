@@ -1,16 +1,22 @@
-"""ResNet and ResNeXt backbones (He et al. 2016, Xie et al. 2017), with optional deformable convs."""
+"""ResNet and ResNeXt backbones (He et al. 2016, Xie et al. 2017), with optional deformable convs;
+their config ``ResNetConfig`` (registered as ``ResNet``) and ``build_resnet``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
+import attrs
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 import dt_ops
+from dt_config import ConfigProblem
+from dt_config import validators as check
 from dt_models.backbone.backbone import Backbone
-from dt_models.layers import Conv2d, FrozenBatchNorm2d, get_norm
+from dt_models.layers import NORM_NAMES, Conv2d, FrozenBatchNorm2d, ShapeSpec, get_norm
+from dt_models.registry import BACKBONE_REGISTRY, BackboneConfig
 
 __all__ = [
     "BasicBlock",
@@ -18,6 +24,8 @@ __all__ = [
     "BottleneckBlock",
     "DeformBottleneckBlock",
     "ResNet",
+    "ResNetConfig",
+    "build_resnet",
     "make_resnet_stages",
 ]
 
@@ -348,3 +356,56 @@ class ResNet(Backbone):
             if name in self._out_features:
                 outputs[name] = x
         return outputs
+
+
+@attrs.define(frozen=True, kw_only=True)
+class ResNetConfig(BackboneConfig):
+    """ResNet / ResNeXt (``num_groups > 1``) with optional deformable convolutions per stage."""
+
+    name: ClassVar[str] = "ResNet"
+    depth: int = attrs.field(default=50, validator=check.one_of(tuple(RESNET_DEPTHS)))
+    num_groups: int = attrs.field(default=1, validator=check.at_least(1))
+    width_per_group: int = attrs.field(default=64, validator=check.at_least(1))
+    stem_out_channels: int = attrs.field(default=64, validator=check.at_least(1))
+    res2_out_channels: int = attrs.field(default=256, validator=check.at_least(1))
+    stride_in_1x1: bool = True
+    res5_dilation: int = attrs.field(default=1, validator=check.one_of((1, 2)))
+    norm: str = attrs.field(default="FrozenBN", validator=check.one_of(NORM_NAMES))
+    freeze_at: int = attrs.field(default=2, validator=check.between(0, 5))
+    out_features: tuple[str, ...] = attrs.field(
+        default=("res2", "res3", "res4", "res5"),
+        validator=[check.non_empty, check.subset_of(("stem", "res2", "res3", "res4", "res5"))],
+    )
+    deform_on_per_stage: tuple[bool, ...] = attrs.field(default=(False,) * 4, validator=check.length(4))
+    deform_modulated: bool = False
+    deform_num_groups: int = attrs.field(default=1, validator=check.at_least(1))
+
+    def __attrs_post_init__(self) -> None:
+        if self.depth in (18, 34):
+            if self.res2_out_channels != 64:
+                raise ConfigProblem(f"must be 64 for depth {self.depth}", key="res2_out_channels")
+            if self.res5_dilation != 1:
+                raise ConfigProblem(f"must be 1 for depth {self.depth}", key="res5_dilation")
+            if any(self.deform_on_per_stage):
+                raise ConfigProblem(
+                    f"deformable convs need depth >= 50, got {self.depth}", key="deform_on_per_stage"
+                )
+
+    def output_features(self) -> tuple[str, ...]:
+        return self.out_features
+
+
+@BACKBONE_REGISTRY.register(ResNetConfig)
+def build_resnet(config: ResNetConfig, input_shape: ShapeSpec) -> ResNet:
+    """ResNet/ResNeXt backbone on images of ``input_shape.channels`` channels (3 if unknown)."""
+    num_stages = max(["stem", "res2", "res3", "res4", "res5"].index(f) for f in config.out_features)
+    stem = BasicStem(input_shape.channels or 3, config.stem_out_channels, config.norm)
+    stages = make_resnet_stages(
+        depth=config.depth, stem_out_channels=config.stem_out_channels,
+        res2_out_channels=config.res2_out_channels, num_groups=config.num_groups,
+        width_per_group=config.width_per_group, norm=config.norm, stride_in_1x1=config.stride_in_1x1,
+        res5_dilation=config.res5_dilation, deform_on_per_stage=config.deform_on_per_stage,
+        deform_modulated=config.deform_modulated, deform_num_groups=config.deform_num_groups,
+        num_stages=max(num_stages, 1),
+    )  # fmt: skip
+    return ResNet(stem=stem, stages=stages, out_features=config.out_features, freeze_at=config.freeze_at)

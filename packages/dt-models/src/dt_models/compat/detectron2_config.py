@@ -18,7 +18,7 @@ import yaml
 
 from dt_config import ConfigError, structure
 from dt_models.compat.detectron2_defaults import D2_DEFAULTS
-from dt_models.config.model import ModelConfig
+from dt_models.registry import ModelConfig
 
 __all__ = ["detectron2_model_config", "load_detectron2_yaml"]
 
@@ -236,23 +236,27 @@ def _translate_roi_heads(r: _Reader) -> dict:
             "norm": r("MODEL.ROI_BOX_HEAD.NORM"),
         },
         "box_predictor": {
+            "name": "FastRCNNOutputLayers",
             "bbox_reg_weights": list(r("MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS")),
             "cls_agnostic_bbox_reg": r("MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG"),
             "bbox_reg_loss_type": r("MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE"),
             "smooth_l1_beta": r("MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA"),
             "bbox_reg_loss_weight": r("MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT"),
         },
-        "mask_head": None,
+        "branches": {},
     }
     if r("MODEL.MASK_ON"):
         r.require("MODEL.ROI_MASK_HEAD.NAME", "MaskRCNNConvUpsampleHead")
-        heads["mask_pooler"] = _pooler(r, "ROI_MASK_HEAD")
-        heads["mask_head"] = {
-            "name": "MaskRCNNConvUpsampleHead",
-            "num_conv": r("MODEL.ROI_MASK_HEAD.NUM_CONV"),
-            "conv_dim": r("MODEL.ROI_MASK_HEAD.CONV_DIM"),
-            "norm": r("MODEL.ROI_MASK_HEAD.NORM"),
-            "cls_agnostic_mask": r("MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK"),
+        heads["branches"]["mask"] = {
+            "name": "MaskBranch",
+            "pooler": _pooler(r, "ROI_MASK_HEAD"),
+            "head": {
+                "name": "MaskRCNNConvUpsampleHead",
+                "num_conv": r("MODEL.ROI_MASK_HEAD.NUM_CONV"),
+                "conv_dim": r("MODEL.ROI_MASK_HEAD.CONV_DIM"),
+                "norm": r("MODEL.ROI_MASK_HEAD.NORM"),
+                "cls_agnostic_mask": r("MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK"),
+            },
         }
     return heads
 
@@ -261,7 +265,7 @@ def _unused_sections(model: dict) -> set[str]:
     unused = set(_OTHER_SECTIONS)
     if model["name"] != "GeneralizedRCNN":
         unused |= {"ROI_HEADS", "ROI_BOX_HEAD", "ROI_MASK_HEAD", "MASK_ON"}
-    elif model["roi_heads"]["mask_head"] is None:
+    elif "mask" not in model["roi_heads"]["branches"]:
         unused.add("ROI_MASK_HEAD")
     if model["backbone"]["name"] != "ResNetFPN":
         unused.add("FPN")

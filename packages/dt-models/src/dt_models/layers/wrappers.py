@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from dt_models.layers.batch_norm import FrozenBatchNorm2d
 
-__all__ = ["Conv2d", "ShapeSpec", "cat", "nonzero_tuple"]
+__all__ = ["Conv2d", "ShapeSpec", "cat", "nonzero_tuple", "shared_channels"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,17 @@ class ShapeSpec:
     height: int | None = None
     width: int | None = None
     stride: int | None = None
+
+
+def shared_channels(input_shape: dict[str, ShapeSpec], in_features: Sequence[str], who: str) -> int:
+    """The channel count common to the ``in_features`` maps of ``input_shape``; ``ValueError`` naming
+    ``who`` (the part that needs it) if they differ."""
+    channels = {input_shape[f].channels for f in in_features}
+    if len(channels) != 1:
+        raise ValueError(
+            f"{who} needs feature maps of equal width, got {sorted(channels)} for {list(in_features)}"
+        )
+    return channels.pop()
 
 
 def cat(tensors: Sequence[torch.Tensor], dim: int = 0) -> torch.Tensor:

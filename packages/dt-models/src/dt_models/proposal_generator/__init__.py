@@ -1,6 +1,13 @@
-"""Proposal generators: the region proposal network."""
+"""Proposal generators: the region proposal network and its config (importing this package registers it)."""
 
 from dt_models.proposal_generator.proposal_utils import add_ground_truth_to_proposals, find_top_rpn_proposals
-from dt_models.proposal_generator.rpn import RPN, StandardRPNHead
+from dt_models.proposal_generator.rpn import RPN, RPNConfig, StandardRPNHead, build_rpn
 
-__all__ = ["RPN", "StandardRPNHead", "add_ground_truth_to_proposals", "find_top_rpn_proposals"]
+__all__ = [
+    "RPN",
+    "RPNConfig",
+    "StandardRPNHead",
+    "add_ground_truth_to_proposals",
+    "build_rpn",
+    "find_top_rpn_proposals",
+]

@@ -1,22 +1,27 @@
-"""Region Proposal Network (Ren et al. 2015): ``StandardRPNHead`` and the ``RPN`` proposal generator."""
+"""Region Proposal Network (Ren et al. 2015): ``StandardRPNHead`` and the ``RPN`` proposal generator;
+its config ``RPNConfig`` (registered as ``RPN``) and ``build_rpn``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
+import attrs
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dt_models.anchor_generator import DefaultAnchorGenerator
-from dt_models.box_regression import Box2BoxTransform, dense_box_regression_loss
-from dt_models.layers import Conv2d, cat
-from dt_models.matcher import Matcher
+from dt_config import validators as check
+from dt_models.anchor_generator import AnchorGeneratorConfig, DefaultAnchorGenerator, build_anchor_generator
+from dt_models.box_regression import BOX_REG_LOSS_TYPES, Box2BoxTransform, dense_box_regression_loss
+from dt_models.layers import Conv2d, ShapeSpec, cat, shared_channels
+from dt_models.matcher import Matcher, check_matcher_fields
 from dt_models.proposal_generator.proposal_utils import find_top_rpn_proposals
+from dt_models.registry import PROPOSAL_GENERATOR_REGISTRY, ProposalGeneratorConfig
 from dt_models.sampling import subsample_labels
 from dt_structures import Boxes, ImageList, Instances, pairwise_iou
 
-__all__ = ["RPN", "StandardRPNHead"]
+__all__ = ["RPN", "RPNConfig", "StandardRPNHead", "build_rpn"]
 
 
 class StandardRPNHead(nn.Module):
@@ -225,3 +230,64 @@ class RPN(nn.Module):
             self.pre_nms_topk[self.training], self.post_nms_topk[self.training], self.min_box_size,
             self.training,
         )  # fmt: skip
+
+
+@attrs.define(frozen=True, kw_only=True)
+class RPNConfig(ProposalGeneratorConfig):
+    """Region proposal network with ``StandardRPNHead`` (``head_conv_dims``: -1 keeps the width)."""
+
+    name: ClassVar[str] = "RPN"
+    in_features: tuple[str, ...] = attrs.field(
+        default=("p2", "p3", "p4", "p5", "p6"), validator=check.non_empty
+    )
+    head_conv_dims: tuple[int, ...] = attrs.field(default=(-1,), validator=check.non_empty)
+    anchor_generator: AnchorGeneratorConfig = attrs.field(
+        factory=AnchorGeneratorConfig, validator=check.instance_of(AnchorGeneratorConfig)
+    )
+    iou_thresholds: tuple[float, ...] = (0.3, 0.7)
+    iou_labels: tuple[int, ...] = (0, -1, 1)
+    batch_size_per_image: int = attrs.field(default=256, validator=check.at_least(1))
+    positive_fraction: float = attrs.field(default=0.5, validator=check.between(0.0, 1.0))
+    bbox_reg_weights: tuple[float, ...] = attrs.field(default=(1.0, 1.0, 1.0, 1.0), validator=check.length(4))
+    bbox_reg_loss_type: str = attrs.field(default="smooth_l1", validator=check.one_of(BOX_REG_LOSS_TYPES))
+    smooth_l1_beta: float = attrs.field(default=0.0, validator=check.at_least(0.0))
+    loss_weight: float = 1.0
+    bbox_reg_loss_weight: float = 1.0
+    pre_nms_topk_train: int = attrs.field(default=2000, validator=check.at_least(1))
+    pre_nms_topk_test: int = attrs.field(default=1000, validator=check.at_least(1))
+    post_nms_topk_train: int = attrs.field(default=1000, validator=check.at_least(1))
+    post_nms_topk_test: int = attrs.field(default=1000, validator=check.at_least(1))
+    nms_thresh: float = attrs.field(default=0.7, validator=check.between(0.0, 1.0))
+    min_box_size: float = attrs.field(default=0.0, validator=check.at_least(0.0))
+    boundary_thresh: float = -1.0
+
+    def __attrs_post_init__(self) -> None:
+        check_matcher_fields(self.iou_thresholds, self.iou_labels)
+        self.anchor_generator.check_num_features(len(self.in_features), "anchor_generator.")
+
+
+@PROPOSAL_GENERATOR_REGISTRY.register(RPNConfig)
+def build_rpn(config: RPNConfig, input_shape: dict[str, ShapeSpec]) -> RPN:
+    """Region proposal network with ``StandardRPNHead`` and ``DefaultAnchorGenerator``."""
+    anchors = build_anchor_generator(
+        config.anchor_generator, [input_shape[f].stride for f in config.in_features]
+    )
+    head = StandardRPNHead(
+        in_channels=shared_channels(input_shape, config.in_features, "RPN"),
+        num_anchors=anchors.num_cell_anchors[0], box_dim=anchors.box_dim, conv_dims=config.head_conv_dims,
+    )  # fmt: skip
+    return RPN(
+        in_features=config.in_features, head=head, anchor_generator=anchors,
+        anchor_matcher=Matcher(config.iou_thresholds, config.iou_labels, allow_low_quality_matches=True),
+        box2box_transform=Box2BoxTransform(config.bbox_reg_weights),
+        batch_size_per_image=config.batch_size_per_image, positive_fraction=config.positive_fraction,
+        pre_nms_topk=(config.pre_nms_topk_train, config.pre_nms_topk_test),
+        post_nms_topk=(config.post_nms_topk_train, config.post_nms_topk_test),
+        nms_thresh=config.nms_thresh, min_box_size=config.min_box_size,
+        anchor_boundary_thresh=config.boundary_thresh,
+        loss_weight={
+            "loss_rpn_cls": config.loss_weight,
+            "loss_rpn_loc": config.bbox_reg_loss_weight * config.loss_weight,
+        },
+        box_reg_loss_type=config.bbox_reg_loss_type, smooth_l1_beta=config.smooth_l1_beta,
+    )  # fmt: skip

@@ -1,17 +1,23 @@
-"""``FastRCNNConvFCHead``: convolutions then fully connected layers on pooled box features."""
+"""``FastRCNNConvFCHead``: convolutions then fully connected layers on pooled box features; its config
+``FastRCNNConvFCHeadConfig`` (registered as ``FastRCNNConvFCHead``) and build function."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
+import attrs
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dt_models.layers import Conv2d, ShapeSpec, get_norm
+from dt_config import ConfigProblem
+from dt_config import validators as check
+from dt_models.layers import NORM_NAMES, Conv2d, ShapeSpec, get_norm
+from dt_models.registry import ROI_BOX_HEAD_REGISTRY, BoxHeadConfig
 
-__all__ = ["FastRCNNConvFCHead"]
+__all__ = ["FastRCNNConvFCHead", "FastRCNNConvFCHeadConfig", "build_fast_rcnn_conv_fc_head"]
 
 
 class FastRCNNConvFCHead(nn.Module):
@@ -79,3 +85,30 @@ class FastRCNNConvFCHead(nn.Module):
         return ShapeSpec(
             channels=self._output_size[0], height=self._output_size[1], width=self._output_size[2]
         )
+
+
+@attrs.define(frozen=True, kw_only=True)
+class FastRCNNConvFCHeadConfig(BoxHeadConfig):
+    """``num_conv`` 3x3 convolutions of ``conv_dim`` then ``num_fc`` linear layers of ``fc_dim``."""
+
+    name: ClassVar[str] = "FastRCNNConvFCHead"
+    num_conv: int = attrs.field(default=0, validator=check.at_least(0))
+    conv_dim: int = attrs.field(default=256, validator=check.at_least(1))
+    num_fc: int = attrs.field(default=2, validator=check.at_least(0))
+    fc_dim: int = attrs.field(default=1024, validator=check.at_least(1))
+    norm: str = attrs.field(default="", validator=check.one_of(NORM_NAMES))
+
+    def __attrs_post_init__(self) -> None:
+        if self.num_conv + self.num_fc == 0:
+            raise ConfigProblem("num_conv + num_fc must be > 0", key="num_fc")
+
+
+@ROI_BOX_HEAD_REGISTRY.register(FastRCNNConvFCHeadConfig)
+def build_fast_rcnn_conv_fc_head(
+    config: FastRCNNConvFCHeadConfig, input_shape: ShapeSpec
+) -> FastRCNNConvFCHead:
+    """Box head of ``num_conv`` convs and ``num_fc`` fully connected layers."""
+    return FastRCNNConvFCHead(
+        input_shape, conv_dims=[config.conv_dim] * config.num_conv, fc_dims=[config.fc_dim] * config.num_fc,
+        conv_norm=config.norm,
+    )  # fmt: skip

@@ -1,20 +1,31 @@
-"""``FastRCNNOutputLayers``: class scores and per-class box deltas, their losses, and inference."""
+"""``FastRCNNOutputLayers``: class scores and per-class box deltas, their losses, and inference; its
+config ``FastRCNNOutputLayersConfig`` (the default box predictor, ``FastRCNNOutputLayers``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
+import attrs
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dt_models.box_regression import Box2BoxTransform, dense_box_regression_loss
+from dt_config import validators as check
+from dt_models.box_regression import BOX_REG_LOSS_TYPES, Box2BoxTransform, dense_box_regression_loss
 from dt_models.layers import ShapeSpec, cat, nonzero_tuple
 from dt_models.proposal_generator.proposal_utils import clip_boxes
+from dt_models.registry import ROI_BOX_PREDICTOR_REGISTRY, BoxPredictorConfig
 from dt_ops import batched_nms
 from dt_structures import Boxes, Instances
 
-__all__ = ["FastRCNNOutputLayers", "fast_rcnn_inference", "fast_rcnn_inference_single_image"]
+__all__ = [
+    "FastRCNNOutputLayers",
+    "FastRCNNOutputLayersConfig",
+    "build_fast_rcnn_output_layers",
+    "fast_rcnn_inference",
+    "fast_rcnn_inference_single_image",
+]
 
 
 def fast_rcnn_inference(
@@ -193,3 +204,36 @@ class FastRCNNOutputLayers(nn.Module):
             [p.image_size for p in proposals], self.test_score_thresh, self.test_nms_thresh,
             self.test_topk_per_image,
         )  # fmt: skip
+
+
+@attrs.define(frozen=True, kw_only=True)
+class FastRCNNOutputLayersConfig(BoxPredictorConfig):
+    """Softmax box predictor: box coding weights, class-agnostic regression, box loss."""
+
+    name: ClassVar[str] = "FastRCNNOutputLayers"
+    bbox_reg_weights: tuple[float, ...] = attrs.field(
+        default=(10.0, 10.0, 5.0, 5.0), validator=check.length(4)
+    )
+    cls_agnostic_bbox_reg: bool = False
+    bbox_reg_loss_type: str = attrs.field(default="smooth_l1", validator=check.one_of(BOX_REG_LOSS_TYPES))
+    smooth_l1_beta: float = attrs.field(default=0.0, validator=check.at_least(0.0))
+    bbox_reg_loss_weight: float = 1.0
+
+
+@ROI_BOX_PREDICTOR_REGISTRY.register(FastRCNNOutputLayersConfig)
+def build_fast_rcnn_output_layers(
+    config: FastRCNNOutputLayersConfig,
+    input_shape: ShapeSpec,
+    num_classes: int,
+    test_score_thresh: float,
+    test_nms_thresh: float,
+    test_topk_per_image: int,
+) -> FastRCNNOutputLayers:
+    """``FastRCNNOutputLayers`` on box features of ``input_shape``."""
+    return FastRCNNOutputLayers(
+        input_shape=input_shape, box2box_transform=Box2BoxTransform(config.bbox_reg_weights),
+        num_classes=num_classes, test_score_thresh=test_score_thresh, test_nms_thresh=test_nms_thresh,
+        test_topk_per_image=test_topk_per_image, cls_agnostic_bbox_reg=config.cls_agnostic_bbox_reg,
+        smooth_l1_beta=config.smooth_l1_beta, box_reg_loss_type=config.bbox_reg_loss_type,
+        loss_weight={"loss_cls": 1.0, "loss_box_reg": config.bbox_reg_loss_weight},
+    )  # fmt: skip

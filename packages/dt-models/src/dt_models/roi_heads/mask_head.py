@@ -1,17 +1,34 @@
-"""``MaskRCNNConvUpsampleHead``: per-class 2x-upsampled mask logits, its loss and inference."""
+"""Masks in the ROI heads: the ``MaskRCNNConvUpsampleHead`` (per-class 2x-upsampled mask logits, its
+loss and inference) and the ``MaskBranch`` (a pooler and a mask head), with their configs
+``MaskRCNNConvUpsampleHeadConfig`` and ``MaskBranchConfig`` (registered as ``MaskBranch``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
+import attrs
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dt_models.layers import Conv2d, ShapeSpec, cat, get_norm
+from dt_config import validators as check
+from dt_models.layers import NORM_NAMES, Conv2d, ShapeSpec, cat, get_norm, shared_channels
+from dt_models.poolers import PoolerConfig, ROIPooler, build_pooler
+from dt_models.registry import ROI_BRANCH_REGISTRY, ROI_MASK_HEAD_REGISTRY, MaskHeadConfig, ROIBranchConfig
+from dt_models.roi_heads.branch import ROIBranch
 from dt_structures import Instances
 
-__all__ = ["MaskRCNNConvUpsampleHead", "mask_rcnn_inference", "mask_rcnn_loss"]
+__all__ = [
+    "MaskBranch",
+    "MaskBranchConfig",
+    "MaskRCNNConvUpsampleHead",
+    "MaskRCNNConvUpsampleHeadConfig",
+    "build_mask_branch",
+    "build_mask_rcnn_conv_upsample_head",
+    "mask_rcnn_inference",
+    "mask_rcnn_loss",
+]
 
 
 def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: Sequence[Instances]) -> torch.Tensor:
@@ -127,3 +144,83 @@ class MaskRCNNConvUpsampleHead(nn.Module):
             return {"loss_mask": mask_rcnn_loss(logits, instances) * self.loss_weight}
         mask_rcnn_inference(logits, instances)
         return instances
+
+
+class MaskBranch(ROIBranch):
+    """Instance masks: ``loss_mask`` in training, ``pred_masks`` (``Tensor[R, 1, M, M]`` probabilities of
+    the predicted class) at inference.
+
+    Args:
+        in_features, pooler: as for :class:`ROIBranch`.
+        head: pooled features and instances to ``{"loss_mask": ...}`` (training) or instances with
+            ``pred_masks`` (inference), like :class:`MaskRCNNConvUpsampleHead`.
+    """
+
+    def __init__(self, *, in_features: Sequence[str], pooler: ROIPooler, head: nn.Module) -> None:
+        super().__init__(in_features=in_features, pooler=pooler)
+        self.head = head
+
+    def forward(
+        self, pooled: torch.Tensor, instances: list[Instances]
+    ) -> dict[str, torch.Tensor] | list[Instances]:
+        return self.head(pooled, instances)
+
+
+@attrs.define(frozen=True, kw_only=True)
+class MaskRCNNConvUpsampleHeadConfig(MaskHeadConfig):
+    """``num_conv`` 3x3 convolutions, a 2x upsampling transposed conv, a 1x1 predictor."""
+
+    name: ClassVar[str] = "MaskRCNNConvUpsampleHead"
+    num_conv: int = attrs.field(default=4, validator=check.at_least(0))
+    conv_dim: int = attrs.field(default=256, validator=check.at_least(1))
+    norm: str = attrs.field(default="", validator=check.one_of(NORM_NAMES))
+    cls_agnostic_mask: bool = False
+    loss_weight: float = 1.0
+
+
+@ROI_MASK_HEAD_REGISTRY.register(MaskRCNNConvUpsampleHeadConfig)
+def build_mask_rcnn_conv_upsample_head(
+    config: MaskRCNNConvUpsampleHeadConfig, input_shape: ShapeSpec, num_classes: int
+) -> MaskRCNNConvUpsampleHead:
+    """Mask head: convs, 2x transposed conv, per-class (or agnostic) predictor."""
+    return MaskRCNNConvUpsampleHead(
+        input_shape, num_classes=1 if config.cls_agnostic_mask else num_classes,
+        conv_dims=[config.conv_dim] * (config.num_conv + 1), conv_norm=config.norm,
+        loss_weight=config.loss_weight,
+    )  # fmt: skip
+
+
+@attrs.define(frozen=True, kw_only=True)
+class MaskBranchConfig(ROIBranchConfig):
+    """The Mask R-CNN branch: a ``pooler`` (14x14 by default) and a mask ``head``; trains on ``gt_masks``."""
+
+    name: ClassVar[str] = "MaskBranch"
+    pooler: PoolerConfig = attrs.field(
+        factory=lambda: PoolerConfig(resolution=14), validator=check.instance_of(PoolerConfig)
+    )
+    head: MaskHeadConfig = attrs.field(
+        factory=MaskRCNNConvUpsampleHeadConfig, validator=check.instance_of(MaskHeadConfig)
+    )
+
+    def gt_fields(self) -> frozenset[str]:
+        return frozenset({"gt_masks"})
+
+
+@ROI_BRANCH_REGISTRY.register(MaskBranchConfig)
+def build_mask_branch(
+    config: MaskBranchConfig,
+    input_shape: dict[str, ShapeSpec],
+    in_features: tuple[str, ...],
+    num_classes: int,
+) -> MaskBranch:
+    """Mask branch pooling ``in_features`` of ``input_shape``."""
+    side = config.pooler.resolution
+    channels = shared_channels(input_shape, in_features, "MaskBranch")
+    head = ROI_MASK_HEAD_REGISTRY.build(
+        config.head,
+        input_shape=ShapeSpec(channels=channels, height=side, width=side),
+        num_classes=num_classes,
+    )
+    return MaskBranch(
+        in_features=in_features, pooler=build_pooler(config.pooler, in_features, input_shape), head=head
+    )

@@ -1,20 +1,42 @@
-"""ROI heads: proposal sampling (``ROIHeads``) and Mask R-CNN's box + mask heads (``StandardROIHeads``)."""
+"""ROI heads: proposal sampling (``ROIHeads``) and ``StandardROIHeads`` (the box branch plus named extra
+branches: Faster / Mask R-CNN and beyond), with its config ``StandardROIHeadsConfig``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
+import attrs
 import torch
 from torch import nn
 
-from dt_models.layers import nonzero_tuple
-from dt_models.matcher import Matcher
-from dt_models.poolers import ROIPooler
+from dt_config import validators as check
+from dt_models.layers import ShapeSpec, nonzero_tuple, shared_channels
+from dt_models.matcher import Matcher, check_matcher_fields
+from dt_models.poolers import PoolerConfig, ROIPooler, build_pooler
 from dt_models.proposal_generator.proposal_utils import add_ground_truth_to_proposals
+from dt_models.registry import (
+    ROI_BOX_HEAD_REGISTRY,
+    ROI_BOX_PREDICTOR_REGISTRY,
+    ROI_BRANCH_REGISTRY,
+    ROI_HEADS_REGISTRY,
+    BoxHeadConfig,
+    BoxPredictorConfig,
+    ROIHeadsConfig,
+)
+from dt_models.roi_heads.box_head import FastRCNNConvFCHeadConfig
+from dt_models.roi_heads.branch import ROIBranch, ROIBranches, check_branches
+from dt_models.roi_heads.fast_rcnn import FastRCNNOutputLayersConfig
 from dt_models.sampling import subsample_labels
 from dt_structures import ImageList, Instances, pairwise_iou
 
-__all__ = ["ROIHeads", "StandardROIHeads", "select_foreground_proposals"]
+__all__ = [
+    "ROIHeads",
+    "StandardROIHeads",
+    "StandardROIHeadsConfig",
+    "build_standard_roi_heads",
+    "select_foreground_proposals",
+]
 
 
 def select_foreground_proposals(
@@ -108,12 +130,16 @@ class ROIHeads(nn.Module):
 
 
 class StandardROIHeads(ROIHeads):
-    """Box head (+ optional mask head), each with its own pooler over shared FPN features.
+    """The box branch (pooler, head, predictor) and named extra branches (``mask``, ...).
+
+    Proposals are matched and sampled once (:class:`ROIHeads`); in training every branch then gets the
+    sampled foreground proposals, at inference the detections of the box branch (see
+    :class:`ROIBranch`). Branches run in order; their losses and fields add to the box branch's.
 
     Args:
         box_in_features: feature maps the box pooler reads, finest first.
         box_pooler, box_head, box_predictor: pooled features -> box features -> (scores, deltas).
-        mask_in_features, mask_pooler, mask_head: the same for masks, all ``None`` for no masks.
+        branches: extra branches by name (none: Faster R-CNN; ``{"mask": MaskBranch(...)}``: Mask R-CNN).
         Other arguments as for :class:`ROIHeads`.
     """
 
@@ -124,9 +150,7 @@ class StandardROIHeads(ROIHeads):
         box_pooler: ROIPooler,
         box_head: nn.Module,
         box_predictor: nn.Module,
-        mask_in_features: Sequence[str] | None = None,
-        mask_pooler: ROIPooler | None = None,
-        mask_head: nn.Module | None = None,
+        branches: Mapping[str, ROIBranch] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -134,13 +158,11 @@ class StandardROIHeads(ROIHeads):
         self.box_pooler = box_pooler
         self.box_head = box_head
         self.box_predictor = box_predictor
-        self.mask_on = mask_head is not None
-        if self.mask_on and (mask_pooler is None or not mask_in_features):
-            raise ValueError("a mask_head needs mask_in_features and a mask_pooler")
-        if self.mask_on:
-            self.mask_in_features = list(mask_in_features)
-            self.mask_pooler = mask_pooler
-            self.mask_head = mask_head
+        branches = dict(branches or {})
+        wrong = {name: type(b).__name__ for name, b in branches.items() if not isinstance(b, ROIBranch)}
+        if wrong:
+            raise TypeError(f"branches must be ROIBranch modules, got {wrong}")
+        self.branches = nn.ModuleDict(branches)
 
     def forward(
         self,
@@ -149,23 +171,34 @@ class StandardROIHeads(ROIHeads):
         proposals: list[Instances],
         targets: list[Instances] | None = None,
     ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
-        if self.training:
-            if targets is None:
-                raise ValueError(f"{type(self).__name__} needs targets in training")
-            proposals = self.label_and_sample_proposals(proposals, targets)
-            losses = self._forward_box(features, proposals)
-            losses.update(self._forward_mask(features, proposals))
-            return proposals, losses
-        instances = self._forward_box(features, proposals)
-        return self.forward_with_given_boxes(features, instances), {}
+        if not self.training:
+            instances = self._forward_box(features, proposals)
+            return self.forward_with_given_boxes(features, instances), {}
+        if targets is None:
+            raise ValueError(f"{type(self).__name__} needs targets in training")
+        proposals = self.label_and_sample_proposals(proposals, targets)
+        losses = self._forward_box(features, proposals)
+        foreground, _ = select_foreground_proposals(proposals, self.num_classes)
+        for name, branch in self.branches.items():
+            selected = branch.select_training_instances(foreground)
+            branch_losses = branch(branch.pool(features, [p.proposal_boxes for p in selected]), selected)
+            clashes = sorted(set(branch_losses) & set(losses))
+            if clashes:
+                raise ValueError(
+                    f"branch {name!r} returns losses {clashes}, which the ROI heads already have"
+                )
+            losses.update(branch_losses)
+        return proposals, losses
 
     def forward_with_given_boxes(
         self, features: dict[str, torch.Tensor], instances: list[Instances]
     ) -> list[Instances]:
-        """Run the non-box heads (masks) on detections that carry ``pred_boxes`` and ``pred_classes``."""
+        """Run the extra branches on detections that carry ``pred_boxes`` and ``pred_classes``."""
         if self.training:
             raise RuntimeError("forward_with_given_boxes is for inference; call eval() first")
-        return self._forward_mask(features, instances)
+        for branch in self.branches.values():
+            instances = branch(branch.pool(features, [i.pred_boxes for i in instances]), instances)
+        return instances
 
     def _forward_box(self, features: dict[str, torch.Tensor], proposals: list[Instances]):
         feats = [features[f] for f in self.box_in_features]
@@ -177,15 +210,78 @@ class StandardROIHeads(ROIHeads):
         instances, _ = self.box_predictor.inference(predictions, proposals)
         return instances
 
-    def _forward_mask(self, features: dict[str, torch.Tensor], instances: list[Instances]):
-        if not self.mask_on:
-            return {} if self.training else instances
-        if self.training:
-            instances, _ = select_foreground_proposals(instances, self.num_classes)
-            boxes = [i.proposal_boxes for i in instances]
-        else:
-            boxes = [i.pred_boxes for i in instances]
-        mask_features = self.mask_pooler(
-            [features[f] for f in self.mask_in_features], boxes
-        )  # [R, C, 14, 14]
-        return self.mask_head(mask_features, instances)
+
+@attrs.define(frozen=True, kw_only=True)
+class StandardROIHeadsConfig(ROIHeadsConfig):
+    """Proposal matching and sampling, the box branch, and named extra ``branches``.
+
+    ``branches`` maps a name (an identifier) to a registered branch config, e.g.
+    ``{"mask": MaskBranchConfig()}`` for Mask R-CNN; ``{}`` (the default) is Faster R-CNN.
+    """
+
+    name: ClassVar[str] = "StandardROIHeads"
+    num_classes: int = attrs.field(default=80, validator=check.at_least(1))
+    in_features: tuple[str, ...] = attrs.field(default=("p2", "p3", "p4", "p5"), validator=check.non_empty)
+    iou_thresholds: tuple[float, ...] = (0.5,)
+    iou_labels: tuple[int, ...] = (0, 1)
+    batch_size_per_image: int = attrs.field(default=512, validator=check.at_least(1))
+    positive_fraction: float = attrs.field(default=0.25, validator=check.between(0.0, 1.0))
+    proposal_append_gt: bool = True
+    score_thresh_test: float = attrs.field(default=0.05, validator=check.between(0.0, 1.0))
+    nms_thresh_test: float = attrs.field(default=0.5, validator=check.between(0.0, 1.0))
+    detections_per_image: int = 100
+    box_pooler: PoolerConfig = attrs.field(factory=PoolerConfig, validator=check.instance_of(PoolerConfig))
+    box_head: BoxHeadConfig = attrs.field(
+        factory=FastRCNNConvFCHeadConfig, validator=check.instance_of(BoxHeadConfig)
+    )
+    box_predictor: BoxPredictorConfig = attrs.field(
+        factory=FastRCNNOutputLayersConfig, validator=check.instance_of(BoxPredictorConfig)
+    )
+    branches: ROIBranches = attrs.field(factory=dict, validator=check_branches)
+
+    def __attrs_post_init__(self) -> None:
+        check_matcher_fields(self.iou_thresholds, self.iou_labels)
+
+    def input_features(self) -> dict[str, tuple[str, ...]]:
+        features = {"in_features": self.in_features}
+        for name, branch in self.branches.items():
+            if branch.in_features is not None:
+                features[f"branches.{name}.in_features"] = branch.in_features
+        return features
+
+    def gt_fields(self) -> frozenset[str]:
+        return super().gt_fields().union(*(branch.gt_fields() for branch in self.branches.values()))
+
+
+@ROI_HEADS_REGISTRY.register(StandardROIHeadsConfig)
+def build_standard_roi_heads(
+    config: StandardROIHeadsConfig, input_shape: dict[str, ShapeSpec]
+) -> StandardROIHeads:
+    """Box pooler, head and predictor, and every configured branch."""
+    side = config.box_pooler.resolution
+    channels = shared_channels(input_shape, config.in_features, "StandardROIHeads")
+    box_head = ROI_BOX_HEAD_REGISTRY.build(
+        config.box_head, input_shape=ShapeSpec(channels=channels, height=side, width=side)
+    )
+    box_predictor = ROI_BOX_PREDICTOR_REGISTRY.build(
+        config.box_predictor, input_shape=box_head.output_shape, num_classes=config.num_classes,
+        test_score_thresh=config.score_thresh_test, test_nms_thresh=config.nms_thresh_test,
+        test_topk_per_image=config.detections_per_image,
+    )  # fmt: skip
+    branches = {
+        name: ROI_BRANCH_REGISTRY.build(
+            branch,
+            input_shape=input_shape,
+            num_classes=config.num_classes,
+            in_features=config.in_features if branch.in_features is None else branch.in_features,
+        )  # fmt: skip
+        for name, branch in config.branches.items()
+    }
+    return StandardROIHeads(
+        num_classes=config.num_classes, batch_size_per_image=config.batch_size_per_image,
+        positive_fraction=config.positive_fraction,
+        proposal_matcher=Matcher(config.iou_thresholds, config.iou_labels, allow_low_quality_matches=False),
+        proposal_append_gt=config.proposal_append_gt, box_in_features=config.in_features,
+        box_pooler=build_pooler(config.box_pooler, config.in_features, input_shape), box_head=box_head,
+        box_predictor=box_predictor, branches=branches,
+    )  # fmt: skip

@@ -1,0 +1,56 @@
+"""The typed model configuration, gathered from where each part defines it.
+
+``ModelConfig`` is the tagged-union base of model configs (``name`` picks the meta-architecture,
+default ``GeneralizedRCNN``); every other class here is the config of one built-in part, defined and
+registered in the module that implements the part. Defaults are those of detectron2's
+``Base-RCNN-FPN.yaml`` (Faster R-CNN, ResNet-50-FPN, 80 classes).
+"""
+
+from dt_models.anchor_generator import AnchorGeneratorConfig
+from dt_models.backbone import ResNetConfig, ResNetFPNConfig
+from dt_models.meta_arch import GeneralizedRCNNConfig, ImageModelConfig, ProposalNetworkConfig
+from dt_models.poolers import PoolerConfig
+from dt_models.proposal_generator import RPNConfig
+from dt_models.registry import (
+    CURRENT_VERSION,
+    BackboneConfig,
+    BoxHeadConfig,
+    BoxPredictorConfig,
+    MaskHeadConfig,
+    ModelConfig,
+    ProposalGeneratorConfig,
+    ROIBranchConfig,
+    ROIHeadsConfig,
+)
+from dt_models.roi_heads import (
+    FastRCNNConvFCHeadConfig,
+    FastRCNNOutputLayersConfig,
+    MaskBranchConfig,
+    MaskRCNNConvUpsampleHeadConfig,
+    StandardROIHeadsConfig,
+)
+
+__all__ = [
+    "CURRENT_VERSION",
+    "AnchorGeneratorConfig",
+    "BackboneConfig",
+    "BoxHeadConfig",
+    "BoxPredictorConfig",
+    "FastRCNNConvFCHeadConfig",
+    "FastRCNNOutputLayersConfig",
+    "GeneralizedRCNNConfig",
+    "ImageModelConfig",
+    "MaskBranchConfig",
+    "MaskHeadConfig",
+    "MaskRCNNConvUpsampleHeadConfig",
+    "ModelConfig",
+    "PoolerConfig",
+    "ProposalGeneratorConfig",
+    "ProposalNetworkConfig",
+    "ROIBranchConfig",
+    "ROIHeadsConfig",
+    "RPNConfig",
+    "ResNetConfig",
+    "ResNetFPNConfig",
+    "StandardROIHeadsConfig",
+]
