@@ -1,7 +1,8 @@
 """A package outside dt plugs a backbone, an ROI branch and a meta-architecture into dt-models through
 entry points only; `dt train` loads a config using them, trains two iterations, and reports a typo in
-any of their fields at its own path."""
+any of their fields at its own path; the subcommand it adds to `dt` is listed and runs."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -100,3 +101,16 @@ def test_typos_in_plugin_fields_are_one_line_at_their_path(plugin_env, tmp_path,
     assert run.returncode == 2
     assert line in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_plugin_command_is_listed_and_runs(plugin_env, tmp_path):
+    assert "backbone-shapes" in dt(plugin_env, "--help", cwd=tmp_path).stdout
+    run = dt(plugin_env, "backbone-shapes", "--size", "64", "--width", "4", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout) == {"p3": [1, 4, 8, 8], "p4": [1, 4, 4, 4]}
+
+
+def test_plugin_command_reports_bad_input_in_one_line(plugin_env, tmp_path):
+    run = dt(plugin_env, "backbone-shapes", "--size", "2", cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr == "dt backbone-shapes: error: --size must be at least 8 pixels, got 2\n"

@@ -1,4 +1,5 @@
-"""The ``dt`` command: ``dt train``, ``dt eval``, ``dt predict``, ``dt plot``, ``dt demo``.
+"""The ``dt`` command: ``dt train``, ``dt eval``, ``dt predict``, ``dt plot``, ``dt demo``, and the
+commands installed packages add through entry points (``dt_engine.commands``).
 
 Every command takes ``--config`` (YAML or ``.py``) and dotted overrides (``key.path=value``).
 Bad input (a config error, an unknown dataset, a missing checkpoint or image, an unwritable
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from dt_config import ConfigError
 
+from .commands import Command, discover_commands
 from .errors import InputError, check_writable_dir
 
 __all__ = ["build_parser", "main"]
@@ -71,7 +73,8 @@ def _add_common(parser: argparse.ArgumentParser, config_required: bool) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra_commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
+    """The parser of the built-in commands and of ``extra_commands`` (see ``discover_commands``)."""
     parser = argparse.ArgumentParser(
         prog="dt",
         description="dt: train, evaluate and run detection/segmentation models.",
@@ -133,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="./output/demo", metavar="DIR", help="default: ./output/demo")
     demo.add_argument("--max-iter", type=int, metavar="N", help="shorter/longer training (e.g. 100)")
     demo.add_argument("--threads", type=int, metavar="T", help="torch threads (default: all cores)")
+
+    for name, command in (extra_commands or {}).items():
+        command.add_arguments(
+            commands.add_parser(
+                name,
+                help=command.summary,
+                description=f"{command.summary}.\n\nexample:\n  {command.example}",
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+        )
     return parser
 
 
@@ -176,9 +189,16 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dt`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    try:
+        extra_commands = discover_commands(reserved=set(COMMANDS))
+    except InputError as err:
+        print(f"dt: error: {err}", file=sys.stderr)
+        return 2
+    args = build_parser(extra_commands).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
+        if args.command in extra_commands:
+            return extra_commands[args.command].run(args)
         return _plot(args) if args.command == "plot" else _run(args)
     except (ConfigError, InputError) as err:
         lines = err.problems if isinstance(err, ConfigError) else [str(err)]
