@@ -72,15 +72,15 @@ def test_zoo_config_with_base_matches_dt_defaults(tmp_path):
 def test_unsupported_keys_are_all_listed(tmp_path):
     child = (
         '_BASE_: "../Base-RCNN-FPN.yaml"\nMODEL:\n  KEYPOINT_ON: True\n'
-        "  ROI_BOX_HEAD:\n    USE_FED_LOSS: True\n"
-        "  RPN:\n    NMS_TRESH: 0.5\n  ROI_HEADS:\n    NAME: CascadeROIHeads\n"
+        "  ROI_KEYPOINT_HEAD:\n    NAME: MyKeypointHead\n  ROI_BOX_HEAD:\n    TRAIN_ON_PRED_BOXES: True\n"
+        "  RPN:\n    NMS_TRESH: 0.5\n  ROI_HEADS:\n    NAME: MyROIHeads\n"
     )
     with pytest.raises(ConfigError) as info:
         detectron2_model_config(_zoo_config(tmp_path, child))
     text = "\n".join(info.value.problems)
-    assert "MODEL.KEYPOINT_ON = True is not supported" in text
-    assert "MODEL.ROI_BOX_HEAD.USE_FED_LOSS = True is not supported" in text
-    assert "MODEL.ROI_HEADS.NAME = 'CascadeROIHeads' is not supported" in text
+    assert "MODEL.ROI_KEYPOINT_HEAD.NAME = 'MyKeypointHead' is not supported" in text
+    assert "MODEL.ROI_BOX_HEAD.TRAIN_ON_PRED_BOXES = True is not supported" in text
+    assert "MODEL.ROI_HEADS.NAME = 'MyROIHeads' is not supported" in text
     assert "MODEL.RPN.NMS_TRESH = 0.5 is not supported by dt (unknown or unused key)" in text
 
 

@@ -113,6 +113,27 @@ def detectron2_name(key: str) -> str:
     return _BRANCH_PART.sub(r"\1roi_heads.\2_\3.", key, count=1)
 
 
+def _roi_heads_part_aliases(model: nn.Module) -> dict[str, str]:
+    """dt key prefix -> detectron2 key prefix of the ROI-branch parts that detectron2 keeps directly
+    under its ROI heads: a branch lists them in ``detectron2_roi_heads_parts`` (DensePose's
+    ``decoder`` is ``roi_heads.decoder.*``, not ``roi_heads.densepose_decoder.*``)."""
+    aliases = {}
+    for name, module in model.named_modules():
+        match = re.search(r"(^|\.)roi_heads\.branches\.\w+$", name)
+        if match is not None:
+            heads = name[: match.start()] + match.group(1) + "roi_heads."
+            for part in getattr(module, "detectron2_roi_heads_parts", ()):
+                aliases[f"{name}.{part}."] = f"{heads}{part}."
+    return aliases
+
+
+def _detectron2_key(key: str, aliases: dict[str, str]) -> str:
+    for prefix, replacement in aliases.items():
+        if key.startswith(prefix):
+            return replacement + key[len(prefix) :]
+    return detectron2_name(key)
+
+
 def load_checkpoint_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], bool]:
     """Read a checkpoint's weights as tensors, and whether its names need suffix matching.
 
@@ -181,7 +202,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> LoadReport:
     if heuristics:
         matches = _match_by_suffix(list(state), list(weights))
     else:
-        names = {k: k if k in weights else detectron2_name(k) for k in state}
+        aliases = _roi_heads_part_aliases(model)
+        names = {k: k if k in weights else _detectron2_key(k, aliases) for k in state}
         matches = {k: name for k, name in names.items() if name in weights}
     to_load, mismatched = {}, []
     for key, ck in matches.items():

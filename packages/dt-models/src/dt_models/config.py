@@ -7,7 +7,18 @@ registered in the module that implements the part. Defaults are those of detectr
 """
 
 from dt_models.anchor_generator import AnchorGeneratorConfig
-from dt_models.backbone import ResNetConfig, ResNetFPNConfig
+from dt_models.backbone import (
+    MViTConfig,
+    MViTFPNConfig,
+    RegNetConfig,
+    RegNetFPNConfig,
+    ResNetConfig,
+    ResNetFPNConfig,
+    SwinConfig,
+    SwinFPNConfig,
+    ViTConfig,
+    ViTSimpleFeaturePyramidConfig,
+)
 from dt_models.meta_arch import GeneralizedRCNNConfig, ImageModelConfig, ProposalNetworkConfig
 from dt_models.poolers import PoolerConfig
 from dt_models.proposal_generator import RPNConfig
@@ -23,10 +34,15 @@ from dt_models.registry import (
     ROIHeadsConfig,
 )
 from dt_models.roi_heads import (
+    CascadeROIHeadsConfig,
     FastRCNNConvFCHeadConfig,
     FastRCNNOutputLayersConfig,
+    KeypointBranchConfig,
+    KRCNNConvDeconvUpsampleHeadConfig,
     MaskBranchConfig,
     MaskRCNNConvUpsampleHeadConfig,
+    Res5HeadConfig,
+    Res5ROIHeadsConfig,
     StandardROIHeadsConfig,
 )
 
@@ -36,12 +52,17 @@ __all__ = [
     "BackboneConfig",
     "BoxHeadConfig",
     "BoxPredictorConfig",
+    "CascadeROIHeadsConfig",
     "FastRCNNConvFCHeadConfig",
     "FastRCNNOutputLayersConfig",
     "GeneralizedRCNNConfig",
     "ImageModelConfig",
+    "KRCNNConvDeconvUpsampleHeadConfig",
+    "KeypointBranchConfig",
     "MaskBranchConfig",
     "MaskHeadConfig",
+    "MViTConfig",
+    "MViTFPNConfig",
     "MaskRCNNConvUpsampleHeadConfig",
     "ModelConfig",
     "PoolerConfig",
@@ -50,7 +71,15 @@ __all__ = [
     "ROIBranchConfig",
     "ROIHeadsConfig",
     "RPNConfig",
+    "RegNetConfig",
+    "RegNetFPNConfig",
+    "Res5HeadConfig",
+    "Res5ROIHeadsConfig",
     "ResNetConfig",
     "ResNetFPNConfig",
     "StandardROIHeadsConfig",
+    "SwinConfig",
+    "SwinFPNConfig",
+    "ViTConfig",
+    "ViTSimpleFeaturePyramidConfig",
 ]

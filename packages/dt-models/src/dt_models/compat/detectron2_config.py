@@ -14,10 +14,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dt_config import ConfigError, structure
+from dt_models.compat.detectron2_archs import EXTRA_ARCHS, RCNN_BASED_ARCHS, sections_read
 from dt_models.compat.detectron2_defaults import D2_DEFAULTS
+from dt_models.compat.detectron2_roi_heads import ROI_SECTIONS, translate_roi_heads, unused_roi_sections
+from dt_models.compat.yaml_eval import load_yaml_with_eval
 from dt_models.registry import ModelConfig
 
 __all__ = ["detectron2_model_config", "load_detectron2_yaml"]
@@ -27,37 +28,25 @@ _BACKBONES = {
     "build_retinanet_resnet_fpn_backbone": ("ResNetFPN", "p6p7"),
     "build_resnet_backbone": ("ResNet", None),
 }
-_ARCHS = ("GeneralizedRCNN", "ProposalNetwork")
+_ARCHS = ("GeneralizedRCNN", "ProposalNetwork", *EXTRA_ARCHS)
 # (key, the only value dt supports)
 _FIXED = {
     "MODEL.LOAD_PROPOSALS": False,
-    "MODEL.KEYPOINT_ON": False,
     "MODEL.PROPOSAL_GENERATOR.NAME": "RPN",
     "MODEL.ANCHOR_GENERATOR.NAME": "DefaultAnchorGenerator",
     "MODEL.RPN.HEAD_NAME": "StandardRPNHead",
-}
-_FIXED_ROI = {
-    "MODEL.ROI_HEADS.NAME": "StandardROIHeads",
-    "MODEL.ROI_BOX_HEAD.NAME": "FastRCNNConvFCHead",
-    "MODEL.ROI_BOX_HEAD.TRAIN_ON_PRED_BOXES": False,
-    "MODEL.ROI_BOX_HEAD.USE_FED_LOSS": False,
-    "MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE": False,
 }
 # keys with no effect on the model dt builds (run settings, or options of disabled features)
 _IGNORED = {
     "MODEL.DEVICE",
     "MODEL.WEIGHTS",
     "MODEL.ANCHOR_GENERATOR.ANGLES",  # rotated anchors only
-    "MODEL.ROI_BOX_HEAD.FED_LOSS_FREQ_WEIGHT_POWER",  # federated loss only (must be off)
-    "MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES",
 }
 # sections read only by architectures / heads other than the ones translated here
 _OTHER_SECTIONS = {
     "RETINANET",
     "SEM_SEG_HEAD",
     "PANOPTIC_FPN",
-    "ROI_BOX_CASCADE_HEAD",
-    "ROI_KEYPOINT_HEAD",
     "FCOS",
 }
 
@@ -77,7 +66,7 @@ def load_detectron2_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) 
     path = Path(path).resolve()
     if path in _seen:
         raise ValueError(f"_BASE_ cycle: {' -> '.join(str(p) for p in (*_seen, path))}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml_with_eval(path) or {}  # eval-tagged values by a restricted evaluator
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     base = data.pop("_BASE_", None)
@@ -198,75 +187,17 @@ def _translate(r: _Reader) -> dict:
         "pixel_std": list(r("MODEL.PIXEL_STD")),
         "input_format": r("INPUT.FORMAT"),
     }
-    if arch == "GeneralizedRCNN":
-        model["roi_heads"] = _translate_roi_heads(r)
-    return model
+    if arch in ("GeneralizedRCNN", *RCNN_BASED_ARCHS):
+        model["roi_heads"] = translate_roi_heads(r)
+    return EXTRA_ARCHS[arch](r, model) if arch in EXTRA_ARCHS else model
 
 
-def _pooler(r: _Reader, section: str) -> dict:
-    return {
-        "type": r(f"MODEL.{section}.POOLER_TYPE"),
-        "resolution": r(f"MODEL.{section}.POOLER_RESOLUTION"),
-        "sampling_ratio": r(f"MODEL.{section}.POOLER_SAMPLING_RATIO"),
-    }
-
-
-def _translate_roi_heads(r: _Reader) -> dict:
-    for key, expected in _FIXED_ROI.items():
-        r.require(key, expected)
-    heads = {
-        "name": "StandardROIHeads",
-        "num_classes": r("MODEL.ROI_HEADS.NUM_CLASSES"),
-        "in_features": list(r("MODEL.ROI_HEADS.IN_FEATURES")),
-        "iou_thresholds": list(r("MODEL.ROI_HEADS.IOU_THRESHOLDS")),
-        "iou_labels": list(r("MODEL.ROI_HEADS.IOU_LABELS")),
-        "batch_size_per_image": r("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE"),
-        "positive_fraction": r("MODEL.ROI_HEADS.POSITIVE_FRACTION"),
-        "proposal_append_gt": r("MODEL.ROI_HEADS.PROPOSAL_APPEND_GT"),
-        "score_thresh_test": r("MODEL.ROI_HEADS.SCORE_THRESH_TEST"),
-        "nms_thresh_test": r("MODEL.ROI_HEADS.NMS_THRESH_TEST"),
-        "detections_per_image": r("TEST.DETECTIONS_PER_IMAGE"),
-        "box_pooler": _pooler(r, "ROI_BOX_HEAD"),
-        "box_head": {
-            "name": "FastRCNNConvFCHead",
-            "num_conv": r("MODEL.ROI_BOX_HEAD.NUM_CONV"),
-            "conv_dim": r("MODEL.ROI_BOX_HEAD.CONV_DIM"),
-            "num_fc": r("MODEL.ROI_BOX_HEAD.NUM_FC"),
-            "fc_dim": r("MODEL.ROI_BOX_HEAD.FC_DIM"),
-            "norm": r("MODEL.ROI_BOX_HEAD.NORM"),
-        },
-        "box_predictor": {
-            "name": "FastRCNNOutputLayers",
-            "bbox_reg_weights": list(r("MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS")),
-            "cls_agnostic_bbox_reg": r("MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG"),
-            "bbox_reg_loss_type": r("MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE"),
-            "smooth_l1_beta": r("MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA"),
-            "bbox_reg_loss_weight": r("MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT"),
-        },
-        "branches": {},
-    }
-    if r("MODEL.MASK_ON"):
-        r.require("MODEL.ROI_MASK_HEAD.NAME", "MaskRCNNConvUpsampleHead")
-        heads["branches"]["mask"] = {
-            "name": "MaskBranch",
-            "pooler": _pooler(r, "ROI_MASK_HEAD"),
-            "head": {
-                "name": "MaskRCNNConvUpsampleHead",
-                "num_conv": r("MODEL.ROI_MASK_HEAD.NUM_CONV"),
-                "conv_dim": r("MODEL.ROI_MASK_HEAD.CONV_DIM"),
-                "norm": r("MODEL.ROI_MASK_HEAD.NORM"),
-                "cls_agnostic_mask": r("MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK"),
-            },
-        }
-    return heads
-
-
-def _unused_sections(model: dict) -> set[str]:
-    unused = set(_OTHER_SECTIONS)
-    if model["name"] != "GeneralizedRCNN":
-        unused |= {"ROI_HEADS", "ROI_BOX_HEAD", "ROI_MASK_HEAD", "MASK_ON"}
-    elif "mask" not in model["roi_heads"]["branches"]:
-        unused.add("ROI_MASK_HEAD")
+def _unused_sections(r: _Reader, model: dict) -> set[str]:
+    unused = set(_OTHER_SECTIONS) - sections_read(model["name"])
+    if model["name"] not in ("GeneralizedRCNN", *RCNN_BASED_ARCHS):
+        unused |= {"MASK_ON", "KEYPOINT_ON", *ROI_SECTIONS}
+    else:
+        unused |= unused_roi_sections(r, model["roi_heads"])
     if model["backbone"]["name"] != "ResNetFPN":
         unused.add("FPN")
     return unused
@@ -281,7 +212,7 @@ def detectron2_model_config(path: str | os.PathLike) -> ModelConfig:
     user = load_detectron2_yaml(path)
     reader = _Reader(user)
     model = _translate(reader)
-    unused = _unused_sections(model)
+    unused = _unused_sections(reader, model)
     for key, value in reader.user.items():
         key = key[1:]
         if not key.startswith("MODEL.") or key in reader.used or key in _IGNORED:

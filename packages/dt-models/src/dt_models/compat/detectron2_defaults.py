@@ -89,6 +89,21 @@ D2_DEFAULTS: dict = {
             "CLS_AGNOSTIC_MASK": False,
             "POOLER_TYPE": "ROIAlignV2",
         },
+        "ROI_BOX_CASCADE_HEAD": {
+            "BBOX_REG_WEIGHTS": [[10.0, 10.0, 5.0, 5.0], [20.0, 20.0, 10.0, 10.0], [30.0, 30.0, 15.0, 15.0]],
+            "IOUS": [0.5, 0.6, 0.7],
+        },
+        "ROI_KEYPOINT_HEAD": {
+            "NAME": "KRCNNConvDeconvUpsampleHead",
+            "POOLER_RESOLUTION": 14,
+            "POOLER_SAMPLING_RATIO": 0,
+            "CONV_DIMS": [512] * 8,
+            "NUM_KEYPOINTS": 17,
+            "MIN_KEYPOINTS_PER_IMAGE": 1,
+            "NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS": True,
+            "LOSS_WEIGHT": 1.0,
+            "POOLER_TYPE": "ROIAlignV2",
+        },
         "RESNETS": {
             "DEPTH": 50,
             "OUT_FEATURES": ["res4"],

@@ -8,11 +8,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dt_models.layers.sync_batch_norm import NaiveSyncBatchNorm, SyncBatchNorm
+
 __all__ = ["FrozenBatchNorm2d", "LayerNorm", "NORM_NAMES", "get_norm"]
 
 
 class FrozenBatchNorm2d(nn.Module):
     """Batch norm with fixed statistics and affine parameters (all buffers, none trained).
+
+    A copy of a trained batch norm (:meth:`convert_frozen_batchnorm`) also keeps its
+    ``num_batches_tracked`` buffer, so its state-dict names are detectron2's.
 
     Computes ``(x - running_mean) / sqrt(running_var + eps) * weight + bias`` per channel on
     ``Tensor[N, C, H, W]``. Checkpoints written by detectron2 (which has the same buffers)
@@ -27,6 +32,8 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("bias", torch.zeros(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features) - eps)
+        # set only when converted from a batch norm, which then keeps its count (as detectron2 does)
+        self.register_buffer("num_batches_tracked", None)
 
     def scale_and_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(scale, shift)``, each ``Tensor[C]``, with ``forward(x) = x * scale + shift`` per channel."""
@@ -43,7 +50,8 @@ class FrozenBatchNorm2d(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
         # Checkpoints of torchvision/detectron2 may carry a BatchNorm ``num_batches_tracked``.
-        state_dict.pop(prefix + "num_batches_tracked", None)
+        if self.num_batches_tracked is None:
+            state_dict.pop(prefix + "num_batches_tracked", None)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
 
     def extra_repr(self) -> str:
@@ -62,6 +70,8 @@ class FrozenBatchNorm2d(nn.Module):
                 frozen.bias.copy_(module.bias.detach())
             frozen.running_mean.copy_(module.running_mean)
             frozen.running_var.copy_(module.running_var)
+            if module.num_batches_tracked is not None:
+                frozen.num_batches_tracked = module.num_batches_tracked.detach().clone()
             return frozen
         for name, child in module.named_children():
             converted = cls.convert_frozen_batchnorm(child)
@@ -89,10 +99,13 @@ class LayerNorm(nn.Module):
 
 _NORMS: dict[str, Callable[[int], nn.Module]] = {
     "BN": nn.BatchNorm2d,
-    "SyncBN": nn.SyncBatchNorm,
+    "SyncBN": SyncBatchNorm,
     "FrozenBN": FrozenBatchNorm2d,
     "GN": lambda channels: nn.GroupNorm(32, channels),
     "LN": LayerNorm,
+    "nnSyncBN": nn.SyncBatchNorm,
+    "naiveSyncBN": NaiveSyncBatchNorm,
+    "naiveSyncBN_N": lambda channels: NaiveSyncBatchNorm(channels, stats_mode="N"),
 }
 NORM_NAMES: tuple[str, ...] = ("", *_NORMS)
 
@@ -101,7 +114,9 @@ def get_norm(norm: str | Callable[[int], nn.Module] | None, out_channels: int) -
     """The normalization module for ``out_channels`` channels.
 
     Args:
-        norm: one of ``"BN"``, ``"SyncBN"``, ``"FrozenBN"``, ``"GN"`` (32 groups), ``"LN"``; ``""`` or
+        norm: one of ``"BN"``, ``"SyncBN"`` (full-batch statistics across processes, any device),
+            ``"FrozenBN"``, ``"GN"`` (32 groups), ``"LN"``, ``"nnSyncBN"`` (``nn.SyncBatchNorm``, CUDA
+            only), ``"naiveSyncBN"``/``"naiveSyncBN_N"`` (detectron2's ``NaiveSyncBatchNorm``); ``""`` or
             ``None`` for no normalization; or a callable taking the channel count.
     """
     if norm is None or norm == "":

@@ -17,7 +17,8 @@ def detector_postprocess(
 
     Boxes (``pred_boxes`` or ``proposal_boxes``) are scaled, clipped, and empty ones dropped;
     ``pred_masks`` ``Tensor[R, 1, M, M]`` probabilities are pasted into the boxes and thresholded
-    into ``Tensor[R, output_height, output_width]`` bool. ``results`` is not modified.
+    into ``Tensor[R, output_height, output_width]`` bool; ``pred_keypoints`` x, y are scaled.
+    ``results`` is not modified.
     """
     scale_x = output_width / results.image_size[1]
     scale_y = output_height / results.image_size[0]
@@ -38,6 +39,9 @@ def detector_postprocess(
     for name, value in fields.items():
         output.set(name, value)
     output = output[keep]
+    if output.has("pred_keypoints"):  # Tensor[R, K, 3] of (x, y, score)
+        scale_xy = torch.tensor([scale_x, scale_y, 1.0], device=boxes.device)
+        output.pred_keypoints = output.pred_keypoints * scale_xy
     if output.has("pred_masks"):
         masks = output.pred_masks
         if masks.dim() == 4:

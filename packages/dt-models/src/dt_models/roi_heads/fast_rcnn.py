@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dt_config import ConfigProblem
 from dt_config import validators as check
 from dt_models.box_regression import BOX_REG_LOSS_TYPES, Box2BoxTransform, dense_box_regression_loss
 from dt_models.layers import ShapeSpec, cat, nonzero_tuple
@@ -25,6 +26,8 @@ __all__ = [
     "build_fast_rcnn_output_layers",
     "fast_rcnn_inference",
     "fast_rcnn_inference_single_image",
+    "fed_loss_classes",
+    "sigmoid_cross_entropy_loss",
 ]
 
 
@@ -87,6 +90,39 @@ def fast_rcnn_inference_single_image(
     return result, filter_inds[:, 0]
 
 
+def fed_loss_classes(
+    gt_classes: torch.Tensor, num_fed_loss_classes: int, num_classes: int, weight: torch.Tensor
+) -> torch.Tensor:
+    """The classes a federated loss is computed on: every class in ``gt_classes`` (``Tensor[R]``,
+    background ``num_classes`` included) and, while fewer than ``num_fed_loss_classes``, other
+    foreground classes drawn without replacement with probabilities proportional to ``weight``
+    (``Tensor[num_classes]``, e.g. image counts ** 0.5, as detectron2's LVIS models)."""
+    present = torch.unique(gt_classes)
+    if len(present) >= num_fed_loss_classes:
+        return present
+    prob = present.new_zeros(num_classes + 1, dtype=torch.float32)
+    prob[:num_classes] = weight.float()
+    prob[present] = 0
+    negatives = torch.multinomial(prob, num_fed_loss_classes - len(present), replacement=False)
+    return torch.cat([present, negatives])
+
+
+def sigmoid_cross_entropy_loss(
+    logits: torch.Tensor, gt_classes: torch.Tensor, class_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Binary cross-entropy of each foreground class logit (``logits`` ``Tensor[R, K+1]``, background
+    last and unused) against one-hot ``gt_classes`` ``Tensor[R]``, summed over the classes (only those
+    where ``class_mask`` ``Tensor[K]`` is true, if given) and averaged over the proposals."""
+    if logits.numel() == 0:
+        return logits.sum() * 0.0
+    num_classes = logits.shape[1] - 1
+    target = F.one_hot(gt_classes, num_classes + 1)[:, :num_classes].to(logits.dtype)  # [R, K]
+    loss = F.binary_cross_entropy_with_logits(logits[:, :-1], target, reduction="none")
+    if class_mask is not None:
+        loss = loss * class_mask.to(loss.dtype)[None]
+    return loss.sum() / logits.shape[0]
+
+
 class FastRCNNOutputLayers(nn.Module):
     """Two linear layers on box features: ``K + 1`` class scores and ``K * 4`` (or 4) box deltas.
 
@@ -98,6 +134,11 @@ class FastRCNNOutputLayers(nn.Module):
         cls_agnostic_bbox_reg: predict one box per proposal instead of one per class.
         smooth_l1_beta, box_reg_loss_type: box loss settings.
         loss_weight: one weight, or ``{"loss_cls": w, "loss_box_reg": w}``.
+        use_sigmoid_ce: train the classes with per-class sigmoid cross-entropy (and score them with
+            sigmoids) instead of a softmax.
+        use_fed_loss: federated loss (LVIS): the sigmoid loss only on the batch's classes and
+            ``fed_loss_num_classes`` in all, other classes sampled by the ``fed_loss_cls_weights``
+            buffer (``Tensor[K]``, ones until :meth:`set_fed_loss_cls_weights` or a checkpoint sets it).
     """
 
     def __init__(
@@ -113,10 +154,20 @@ class FastRCNNOutputLayers(nn.Module):
         smooth_l1_beta: float = 0.0,
         box_reg_loss_type: str = "smooth_l1",
         loss_weight: float | dict[str, float] = 1.0,
+        use_sigmoid_ce: bool = False,
+        use_fed_loss: bool = False,
+        fed_loss_num_classes: int = 50,
     ) -> None:
         super().__init__()
         if num_classes <= 0:
             raise ValueError(f"num_classes must be > 0, got {num_classes}")
+        if use_fed_loss and not use_sigmoid_ce:
+            raise ValueError("the federated loss needs use_sigmoid_ce=True")
+        self.use_sigmoid_ce = use_sigmoid_ce
+        self.use_fed_loss = use_fed_loss
+        self.fed_loss_num_classes = fed_loss_num_classes
+        if use_fed_loss:
+            self.register_buffer("fed_loss_cls_weights", torch.ones(num_classes))
         input_size = (input_shape.channels or 1) * (input_shape.width or 1) * (input_shape.height or 1)
         self.num_classes = num_classes
         self.cls_score = nn.Linear(input_size, num_classes + 1)
@@ -135,6 +186,15 @@ class FastRCNNOutputLayers(nn.Module):
         if isinstance(loss_weight, (int, float)):
             loss_weight = {"loss_cls": float(loss_weight), "loss_box_reg": float(loss_weight)}
         self.loss_weight = dict(loss_weight)
+
+    def set_fed_loss_cls_weights(self, weights: torch.Tensor) -> None:
+        """Set the federated loss's class sampling weights ``Tensor[K]`` (detectron2 computes them with
+        ``dt_data.detection_utils.get_fed_loss_cls_weights``: image counts ** 0.5)."""
+        if not self.use_fed_loss:
+            raise RuntimeError("set_fed_loss_cls_weights needs use_fed_loss=True")
+        if tuple(weights.shape) != (self.num_classes,):
+            raise ValueError(f"expected Tensor[{self.num_classes}] weights, got shape {tuple(weights.shape)}")
+        self.fed_loss_cls_weights.copy_(weights)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``Tensor[R, ...]`` features to scores ``Tensor[R, K+1]`` and deltas ``Tensor[R, K*4]``."""
@@ -162,6 +222,16 @@ class FastRCNNOutputLayers(nn.Module):
             proposal_boxes = gt_boxes = torch.empty((0, 4), device=scores.device)
         if gt_classes.numel() == 0:
             loss_cls = scores.sum() * 0.0
+        elif self.use_sigmoid_ce:
+            class_mask = None
+            if self.use_fed_loss:
+                kept = fed_loss_classes(
+                    gt_classes, self.fed_loss_num_classes, self.num_classes, self.fed_loss_cls_weights
+                )
+                class_mask = torch.zeros(self.num_classes + 1, dtype=torch.bool, device=scores.device)
+                class_mask[kept] = True
+                class_mask = class_mask[: self.num_classes]
+            loss_cls = sigmoid_cross_entropy_loss(scores, gt_classes, class_mask)
         else:
             loss_cls = F.cross_entropy(scores, gt_classes, reduction="mean")
         fg_inds = nonzero_tuple((gt_classes >= 0) & (gt_classes < self.num_classes))[0]
@@ -193,7 +263,8 @@ class FastRCNNOutputLayers(nn.Module):
     ) -> list[torch.Tensor]:
         """Per image, class probabilities ``Tensor[Ri, K+1]``."""
         scores, _ = predictions
-        return list(F.softmax(scores, dim=-1).split([len(p) for p in proposals]))
+        probs = scores.sigmoid() if self.use_sigmoid_ce else F.softmax(scores, dim=-1)
+        return list(probs.split([len(p) for p in proposals]))
 
     def inference(
         self, predictions: tuple[torch.Tensor, torch.Tensor], proposals: Sequence[Instances]
@@ -218,6 +289,16 @@ class FastRCNNOutputLayersConfig(BoxPredictorConfig):
     bbox_reg_loss_type: str = attrs.field(default="smooth_l1", validator=check.one_of(BOX_REG_LOSS_TYPES))
     smooth_l1_beta: float = attrs.field(default=0.0, validator=check.at_least(0.0))
     bbox_reg_loss_weight: float = 1.0
+    use_sigmoid_ce: bool = False
+    use_fed_loss: bool = False
+    fed_loss_num_classes: int = attrs.field(default=50, validator=check.at_least(1))
+    fed_loss_freq_weight_power: float = 0.5
+    """The power of the image counts that weight the federated loss's class sampling (for the trainer,
+    which computes the weights from the training datasets' metadata)."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.use_fed_loss and not self.use_sigmoid_ce:
+            raise ConfigProblem("the federated loss needs use_sigmoid_ce: true", key="use_fed_loss")
 
 
 @ROI_BOX_PREDICTOR_REGISTRY.register(FastRCNNOutputLayersConfig)
@@ -236,4 +317,6 @@ def build_fast_rcnn_output_layers(
         test_topk_per_image=test_topk_per_image, cls_agnostic_bbox_reg=config.cls_agnostic_bbox_reg,
         smooth_l1_beta=config.smooth_l1_beta, box_reg_loss_type=config.bbox_reg_loss_type,
         loss_weight={"loss_cls": 1.0, "loss_box_reg": config.bbox_reg_loss_weight},
+        use_sigmoid_ce=config.use_sigmoid_ce, use_fed_loss=config.use_fed_loss,
+        fed_loss_num_classes=config.fed_loss_num_classes,
     )  # fmt: skip

@@ -33,8 +33,13 @@ from dt_structures import ImageList, Instances, pairwise_iou
 __all__ = [
     "ROIHeads",
     "StandardROIHeads",
+    "SampledROIHeadsConfig",
     "StandardROIHeadsConfig",
+    "branches_input_features",
+    "build_box_predictor",
+    "build_branches",
     "build_standard_roi_heads",
+    "roi_heads_sampling_kwargs",
     "select_foreground_proposals",
 ]
 
@@ -177,7 +182,7 @@ class StandardROIHeads(ROIHeads):
         if targets is None:
             raise ValueError(f"{type(self).__name__} needs targets in training")
         proposals = self.label_and_sample_proposals(proposals, targets)
-        losses = self._forward_box(features, proposals)
+        losses = self._forward_box(features, proposals, targets)
         foreground, _ = select_foreground_proposals(proposals, self.num_classes)
         for name, branch in self.branches.items():
             selected = branch.select_training_instances(foreground)
@@ -200,7 +205,14 @@ class StandardROIHeads(ROIHeads):
             instances = branch(branch.pool(features, [i.pred_boxes for i in instances]), instances)
         return instances
 
-    def _forward_box(self, features: dict[str, torch.Tensor], proposals: list[Instances]):
+    def _forward_box(
+        self,
+        features: dict[str, torch.Tensor],
+        proposals: list[Instances],
+        targets: list[Instances] | None = None,
+    ):
+        """Training: the box losses of the sampled ``proposals`` (``targets``: their images' ground
+        truth, which cascades re-match); inference: the detections per image."""
         feats = [features[f] for f in self.box_in_features]
         box_features = self.box_pooler(feats, [p.proposal_boxes for p in proposals])  # [R, C, 7, 7]
         box_features = self.box_head(box_features)  # [R, fc_dim]
@@ -212,14 +224,14 @@ class StandardROIHeads(ROIHeads):
 
 
 @attrs.define(frozen=True, kw_only=True)
-class StandardROIHeadsConfig(ROIHeadsConfig):
-    """Proposal matching and sampling, the box branch, and named extra ``branches``.
+class SampledROIHeadsConfig(ROIHeadsConfig):
+    """Fields of every ROI heads that match and sample proposals (:class:`ROIHeads`), pool boxes and
+    predict them: the base of ``StandardROIHeadsConfig``, ``Res5ROIHeadsConfig``, ...
 
-    ``branches`` maps a name (an identifier) to a registered branch config, e.g.
-    ``{"mask": MaskBranchConfig()}`` for Mask R-CNN; ``{}`` (the default) is Faster R-CNN.
+    ``iou_thresholds``/``iou_labels`` configure the proposal ``Matcher``; ``score_thresh_test``,
+    ``nms_thresh_test`` and ``detections_per_image`` the box predictor's inference.
     """
 
-    name: ClassVar[str] = "StandardROIHeads"
     num_classes: int = attrs.field(default=80, validator=check.at_least(1))
     in_features: tuple[str, ...] = attrs.field(default=("p2", "p3", "p4", "p5"), validator=check.non_empty)
     iou_thresholds: tuple[float, ...] = (0.5,)
@@ -231,6 +243,42 @@ class StandardROIHeadsConfig(ROIHeadsConfig):
     nms_thresh_test: float = attrs.field(default=0.5, validator=check.between(0.0, 1.0))
     detections_per_image: int = 100
     box_pooler: PoolerConfig = attrs.field(factory=PoolerConfig, validator=check.instance_of(PoolerConfig))
+
+    def __attrs_post_init__(self) -> None:
+        check_matcher_fields(self.iou_thresholds, self.iou_labels)
+
+
+def roi_heads_sampling_kwargs(config: SampledROIHeadsConfig) -> dict:
+    """The :class:`ROIHeads` keyword arguments of ``config`` (classes, sampling, proposal matcher)."""
+    return dict(
+        num_classes=config.num_classes, batch_size_per_image=config.batch_size_per_image,
+        positive_fraction=config.positive_fraction,
+        proposal_matcher=Matcher(config.iou_thresholds, config.iou_labels, allow_low_quality_matches=False),
+        proposal_append_gt=config.proposal_append_gt,
+    )  # fmt: skip
+
+
+def build_box_predictor(
+    predictor: BoxPredictorConfig, config: SampledROIHeadsConfig, input_shape: ShapeSpec, num_classes: int
+) -> nn.Module:
+    """The box predictor ``predictor`` on box features of ``input_shape``, with ``config``'s inference
+    settings."""
+    return ROI_BOX_PREDICTOR_REGISTRY.build(
+        predictor, input_shape=input_shape, num_classes=num_classes,
+        test_score_thresh=config.score_thresh_test, test_nms_thresh=config.nms_thresh_test,
+        test_topk_per_image=config.detections_per_image,
+    )  # fmt: skip
+
+
+@attrs.define(frozen=True, kw_only=True)
+class StandardROIHeadsConfig(SampledROIHeadsConfig):
+    """Proposal matching and sampling, the box branch, and named extra ``branches``.
+
+    ``branches`` maps a name (an identifier) to a registered branch config, e.g.
+    ``{"mask": MaskBranchConfig()}`` for Mask R-CNN; ``{}`` (the default) is Faster R-CNN.
+    """
+
+    name: ClassVar[str] = "StandardROIHeads"
     box_head: BoxHeadConfig = attrs.field(
         factory=FastRCNNConvFCHeadConfig, validator=check.instance_of(BoxHeadConfig)
     )
@@ -239,18 +287,36 @@ class StandardROIHeadsConfig(ROIHeadsConfig):
     )
     branches: ROIBranches = attrs.field(factory=dict, validator=check_branches)
 
-    def __attrs_post_init__(self) -> None:
-        check_matcher_fields(self.iou_thresholds, self.iou_labels)
-
     def input_features(self) -> dict[str, tuple[str, ...]]:
-        features = {"in_features": self.in_features}
-        for name, branch in self.branches.items():
-            if branch.in_features is not None:
-                features[f"branches.{name}.in_features"] = branch.in_features
-        return features
+        return {"in_features": self.in_features, **branches_input_features(self.branches)}
 
     def gt_fields(self) -> frozenset[str]:
         return super().gt_fields().union(*(branch.gt_fields() for branch in self.branches.values()))
+
+
+def branches_input_features(branches: ROIBranches) -> dict[str, tuple[str, ...]]:
+    """The feature maps of the ``branches`` that set their own, by config key
+    (``branches.<name>.in_features``)."""
+    return {
+        f"branches.{name}.in_features": branch.in_features
+        for name, branch in branches.items()
+        if branch.in_features is not None
+    }
+
+
+def build_branches(
+    branches: ROIBranches, config: SampledROIHeadsConfig, input_shape: dict[str, ShapeSpec]
+) -> dict[str, ROIBranch]:
+    """Every branch of ``branches``, reading the ROI heads' ``in_features`` unless it sets its own."""
+    return {
+        name: ROI_BRANCH_REGISTRY.build(
+            branch,
+            input_shape=input_shape,
+            num_classes=config.num_classes,
+            in_features=config.in_features if branch.in_features is None else branch.in_features,
+        )  # fmt: skip
+        for name, branch in branches.items()
+    }
 
 
 @ROI_HEADS_REGISTRY.register(StandardROIHeadsConfig)
@@ -263,25 +329,15 @@ def build_standard_roi_heads(
     box_head = ROI_BOX_HEAD_REGISTRY.build(
         config.box_head, input_shape=ShapeSpec(channels=channels, height=side, width=side)
     )
-    box_predictor = ROI_BOX_PREDICTOR_REGISTRY.build(
-        config.box_predictor, input_shape=box_head.output_shape, num_classes=config.num_classes,
-        test_score_thresh=config.score_thresh_test, test_nms_thresh=config.nms_thresh_test,
-        test_topk_per_image=config.detections_per_image,
-    )  # fmt: skip
-    branches = {
-        name: ROI_BRANCH_REGISTRY.build(
-            branch,
-            input_shape=input_shape,
-            num_classes=config.num_classes,
-            in_features=config.in_features if branch.in_features is None else branch.in_features,
-        )  # fmt: skip
-        for name, branch in config.branches.items()
-    }
+    box_predictor = build_box_predictor(
+        config.box_predictor, config, box_head.output_shape, config.num_classes
+    )
+    branches = build_branches(config.branches, config, input_shape)
     return StandardROIHeads(
-        num_classes=config.num_classes, batch_size_per_image=config.batch_size_per_image,
-        positive_fraction=config.positive_fraction,
-        proposal_matcher=Matcher(config.iou_thresholds, config.iou_labels, allow_low_quality_matches=False),
-        proposal_append_gt=config.proposal_append_gt, box_in_features=config.in_features,
-        box_pooler=build_pooler(config.box_pooler, config.in_features, input_shape), box_head=box_head,
-        box_predictor=box_predictor, branches=branches,
-    )  # fmt: skip
+        box_in_features=config.in_features,
+        box_pooler=build_pooler(config.box_pooler, config.in_features, input_shape),
+        box_head=box_head,
+        box_predictor=box_predictor,
+        branches=branches,
+        **roi_heads_sampling_kwargs(config),
+    )
