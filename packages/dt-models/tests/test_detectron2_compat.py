@@ -218,3 +218,15 @@ def test_weights_round_trip_through_detectron2_pkl(tmp_path):
     assert report.ok, report.table()
     for k, v in src.state_dict().items():
         torch.testing.assert_close(dst.state_dict()[k], v)
+
+
+def test_pkl_zero_dim_arrays_stay_zero_dim(tmp_path):
+    bn = torch.nn.BatchNorm2d(3)
+    blobs = {name: value.numpy() for name, value in bn.state_dict().items()}
+    blobs["num_batches_tracked"] = np.array(7)  # detectron2 checkpoints hold it as a 0-d array
+    path = tmp_path / "model_final.pkl"
+    path.write_bytes(pickle.dumps({"model": blobs, "__author__": "test"}))
+    report = load_weights(torch.nn.BatchNorm2d(3), path)
+    assert report.ok, report.table()
+    weights, _ = load_checkpoint_file(path)
+    assert weights["num_batches_tracked"].shape == () and int(weights["num_batches_tracked"]) == 7

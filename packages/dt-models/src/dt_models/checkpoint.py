@@ -161,7 +161,7 @@ def load_checkpoint_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     tensors = {}
     for name, value in weights.items():
         if isinstance(value, np.ndarray):
-            tensors[name] = torch.from_numpy(np.ascontiguousarray(value))
+            tensors[name] = torch.from_numpy(np.require(value, requirements="C"))  # keeps 0-d arrays 0-d
         elif isinstance(value, torch.Tensor):
             tensors[name] = value
         elif isinstance(value, (int, float)):
