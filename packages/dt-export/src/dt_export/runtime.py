@@ -1,0 +1,55 @@
+"""Running an exported file: the same call for the three formats, on one image ``Tensor[C, H, W]``.
+
+Needs only torch and dt-ops (and onnxruntime for ONNX), as a deployment has: ``dt_ops`` is imported
+so that ``torch.ops.dt.*`` exist when a ``.pt2`` or TorchScript file is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import torch
+
+__all__ = ["load_exported"]
+
+Runner = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+def load_exported(
+    path: str | os.PathLike[str], format: str, output_names: Sequence[str], *, threads: int | None = None
+) -> Runner:
+    """A function running the exported model at ``path`` on an image ``Tensor[C, H, W]`` float32 and
+    returning its outputs by name (CPU tensors). ``threads`` sets onnxruntime's intra-op threads
+    (torch formats use ``torch.set_num_threads``)."""
+    path = os.fspath(path)
+    names = list(output_names)
+    if format == "onnx":
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+
+        def run_onnx(image: torch.Tensor) -> dict[str, torch.Tensor]:
+            outputs = session.run(names, {input_name: image.numpy()})
+            return {n: torch.from_numpy(o) for n, o in zip(names, outputs, strict=True)}
+
+        return run_onnx
+    import dt_ops  # noqa: F401  (registers torch.ops.dt.*)
+
+    if format == "exported-program":
+        module = torch.export.load(path).module()
+    elif format == "torchscript":
+        module = torch.jit.load(path)
+    else:
+        raise ValueError(f"unknown format {format!r}")
+
+    def run_torch(image: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            return dict(zip(names, module(image), strict=True))
+
+    return run_torch

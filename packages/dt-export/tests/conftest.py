@@ -1,0 +1,59 @@
+"""Shared test inputs: the exportable families (parametrize over ``FAMILIES``; a new family adds an
+entry), their eager models, and two test images of different sizes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+
+from dt_engine.config.experiment import load_experiment
+from dt_engine.predictor import Predictor
+from dt_export.experiment import synthetic_sample
+from dt_models import build_model, load_weights
+
+DATA = Path(__file__).resolve().parent / "data"
+GOLDEN = DATA / "mask_rcnn_R_50_FPN"
+
+# family name -> (config, weights, overrides); every family is exported to every format it supports
+FAMILIES = {
+    "mask_rcnn_R_50_FPN": (GOLDEN / "config.yaml", GOLDEN / "model_fp16.pth", ()),
+    "faster_rcnn_R_50_FPN": (
+        GOLDEN / "config.yaml",
+        GOLDEN / "model_fp16.pth",
+        ("model.roi_heads.branches={}",),
+    ),
+}
+
+
+def export_args(family: str, format: str, output: Path, **changes) -> argparse.Namespace:
+    """The parsed ``dt export`` options for ``family`` (what the CLI passes to ``export_experiment``)."""
+    config, weights, overrides = FAMILIES[family]
+    values = dict(
+        format=format, config=str(config), weights=str(weights), output=str(output), sample_image=None,
+        dynamic=True, overrides=list(overrides), debug=False,
+    )  # fmt: skip
+    values.update(changes)
+    return argparse.Namespace(**values)
+
+
+def eager_model(family: str) -> tuple[torch.nn.Module, Predictor]:
+    config, weights, overrides = FAMILIES[family]
+    cfg = load_experiment(config, overrides)
+    model = build_model(cfg.model, torch.device("cpu")).eval()
+    report = load_weights(model, weights)
+    assert not report.missing and not report.shape_mismatch
+    return model, Predictor(cfg, model=model)
+
+
+def sample_images(predictor: Predictor) -> list[torch.Tensor]:
+    """Two preprocessed images ``Tensor[C, H, W]`` of different sizes and aspect ratios."""
+    images = [synthetic_sample(300, 420), synthetic_sample(500, 380)[::-1].copy()]
+    return [predictor.preprocess(image)["image"].float() for image in images]
+
+
+@pytest.fixture(params=sorted(FAMILIES))
+def family(request) -> str:
+    return request.param
