@@ -10,6 +10,18 @@ from .catalog import DatasetCatalog, Metadata, MetadataCatalog
 from .common import DatasetFromList, MapDataset, SerializedList
 from .config import DataConfig
 from .dataset_mapper import DatasetMapper
+from .datasets import (
+    load_coco_json,
+    load_sem_seg,
+    register_cityscapes,
+    register_coco_instances,
+    register_coco_panoptic,
+    register_coco_panoptic_separated,
+    register_lvis_instances,
+    register_pascal_voc,
+)
+from .datasets._validate import AnnotationError
+from .errors import DataError, ImageError
 from .loaders import (
     build_detection_test_loader,
     build_detection_train_loader,
@@ -26,10 +38,13 @@ from .visualizer import ColorMode, Visualizer
 __version__ = version("dt-data")
 
 __all__ = [
+    "AnnotationError",
     "DataConfig",
+    "DataError",
     "DatasetCatalog",
     "DatasetFromList",
     "DatasetMapper",
+    "ImageError",
     "InferenceSampler",
     "MapDataset",
     "Metadata",
@@ -45,5 +60,13 @@ __all__ = [
     "build_detection_train_loader",
     "datasets",
     "get_detection_dataset_dicts",
+    "load_coco_json",
+    "load_sem_seg",
+    "register_cityscapes",
+    "register_coco_instances",
+    "register_coco_panoptic",
+    "register_coco_panoptic_separated",
+    "register_lvis_instances",
+    "register_pascal_voc",
     "transforms",
 ]

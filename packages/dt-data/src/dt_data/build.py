@@ -42,6 +42,7 @@ def build_mapper(
         keypoint_hflip_indices=create_keypoint_hflip_indices(config.datasets.train) if keypoint_on else None,
         precomputed_proposal_topk=precomputed_proposal_topk,
         recompute_boxes=mask_on and is_train and config.input.crop is not None,
+        skip_bad_images=is_train and config.loader.skip_bad_images,
     )
 
 

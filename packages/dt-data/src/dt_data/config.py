@@ -101,6 +101,9 @@ class LoaderConfig:
     repeat_sqrt: bool = attrs.field(default=True, validator=check.instance_of(bool))
     random_subset_ratio: float = attrs.field(default=1.0, validator=[check.greater_than(0), check.at_most(1)])
     filter_empty_annotations: bool = attrs.field(default=True, validator=check.instance_of(bool))
+    skip_bad_images: bool = attrs.field(default=False, validator=check.instance_of(bool))
+    """Training images that are missing, undecodable or of the wrong size are skipped with a counted
+    warning instead of stopping the run."""
 
     def __attrs_post_init__(self) -> None:
         if self.sampler == "RepeatFactorTrainingSampler" and self.repeat_threshold <= 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,7 +11,10 @@ import torch
 
 from . import detection_utils as utils
 from . import transforms as T
+from .errors import ImageError
 from .transforms.augmentation import as_generator
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DatasetMapper"]
 
@@ -24,6 +28,9 @@ class DatasetMapper:
     ``sem_seg_file_name``, ``proposals`` when configured, and in training ``instances``
     (``gt_boxes``, ``gt_classes``, optional ``gt_masks``/``gt_keypoints``, empty instances removed).
     Crowd annotations are dropped. Errors in an annotation name the image file and annotation id.
+    A missing, undecodable or wrongly sized image raises (``FileNotFoundError``/``ImageError``), or
+    with ``skip_bad_images`` is logged and counted (``skipped_images``) and the mapper returns None,
+    so ``MapDataset`` draws another image.
     """
 
     def __init__(
@@ -38,6 +45,7 @@ class DatasetMapper:
         keypoint_hflip_indices: Sequence[int] | None = None,
         precomputed_proposal_topk: int | None = None,
         recompute_boxes: bool = False,
+        skip_bad_images: bool = False,
     ) -> None:
         if recompute_boxes and not use_instance_mask:
             raise ValueError("DatasetMapper: recompute_boxes=True needs use_instance_mask=True")
@@ -61,6 +69,8 @@ class DatasetMapper:
         )
         self.proposal_topk = precomputed_proposal_topk
         self.recompute_boxes = recompute_boxes
+        self.skip_bad_images = skip_bad_images
+        self.skipped_images = 0
 
     def _transform_annotations(
         self, dataset_dict: dict, transforms: T.TransformList, image_shape: tuple[int, int]
@@ -100,8 +110,19 @@ class DatasetMapper:
         dataset_dict = copy.deepcopy(dataset_dict)
         if "file_name" not in dataset_dict:
             raise ValueError(f"dataset dict has no 'file_name' (keys: {sorted(dataset_dict)})")
-        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
-        utils.check_image_size(dataset_dict, image)
+        try:
+            image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+            utils.check_image_size(dataset_dict, image)
+        except (FileNotFoundError, ImageError) as err:
+            if not self.skip_bad_images:
+                raise
+            self.skipped_images += 1
+            logger.warning(
+                "skipped bad training image %d of this process (data.loader.skip_bad_images): %s",
+                self.skipped_images,
+                err,
+            )
+            return None  # type: ignore[return-value]  (MapDataset draws another image)
         dataset_dict.setdefault("height", image.shape[0])
         dataset_dict.setdefault("width", image.shape[1])
         sem_seg_gt = None

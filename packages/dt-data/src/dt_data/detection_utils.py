@@ -3,6 +3,7 @@ image reading, size checks, applying transforms to annotations, building ``Insta
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from dt_structures import (
 from . import transforms as T
 from .catalog import MetadataCatalog
 from .config import InputConfig
+from .errors import ImageError
 
 __all__ = [
     "SizeMismatchError",
@@ -39,16 +41,18 @@ __all__ = [
     "gen_crop_transform_with_instance",
     "get_fed_loss_cls_weights",
     "read_image",
+    "to_8bit",
     "transform_instance_annotations",
     "transform_keypoint_annotations",
     "transform_proposals",
 ]
 
+logger = logging.getLogger(__name__)
 _M_RGB2YUV = [[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]]
 IMAGE_FORMATS = ("BGR", "RGB", "L", "YUV-BT.601")
 
 
-class SizeMismatchError(ValueError):
+class SizeMismatchError(ImageError):
     """The image's size differs from the ``height``/``width`` of its annotation."""
 
 
@@ -69,20 +73,51 @@ def convert_PIL_to_numpy(image: Image.Image, format: str | None) -> np.ndarray:
     return array
 
 
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+_noted_modes: set[str] = set()
+
+
+def to_8bit(image: Image.Image, file_name: str = "") -> Image.Image:
+    """A 16-bit (``I;16``), 32-bit integer (``I``) or float (``F``) PIL image as 8-bit ``L``; other modes
+    unchanged. 16-bit values are divided by 257 (0..65535 -> 0..255); 32-bit and float images are
+    stretched from their own min..max (floats already in [0, 1] are multiplied by 255). The first
+    image of each mode in a process logs a note."""
+    if image.mode not in _WIDE_MODES:
+        return image
+    values = np.asarray(image, dtype=np.float64)  # [H, W]
+    if image.mode.startswith("I;16"):
+        scaled, how = values / 257.0, "value / 257"
+    elif image.mode == "F" and values.size and np.nanmin(values) >= 0.0 and np.nanmax(values) <= 1.0:
+        scaled, how = values * 255.0, "value x 255"
+    else:
+        low = float(np.nanmin(values)) if values.size else 0.0
+        high = float(np.nanmax(values)) if values.size else 0.0
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+        how = f"stretched from [{low:g}, {high:g}]"
+    if image.mode not in _noted_modes:
+        _noted_modes.add(image.mode)
+        logger.warning("%s: %s image scaled to 8-bit (%s)", file_name or "image", image.mode, how)
+    return Image.fromarray(np.nan_to_num(scaled).clip(0, 255).round().astype(np.uint8), mode="L")
+
+
 def read_image(file_name: str, format: str | None = None) -> np.ndarray:
     """Read an image file, apply its EXIF orientation, convert to ``format``.
 
-    Returns ``ndarray[H, W, C]`` (uint8; ``[H, W, 1]`` for ``"L"``). Missing or unreadable files raise
-    ``FileNotFoundError`` / ``ValueError`` naming the file.
+    Returns ``ndarray[H, W, C]`` (uint8; ``[H, W, 1]`` for ``"L"``); for a colour ``format``, 16-bit
+    and float images are scaled to 8-bit first (``to_8bit``). A missing file raises
+    ``FileNotFoundError``, a file that cannot be decoded (not an image, truncated) ``ImageError``,
+    both naming the file.
     """
     try:
         with Image.open(file_name) as image:
             image = ImageOps.exif_transpose(image)
+            if format in ("BGR", "RGB", "YUV-BT.601"):  # not "L"/None: label maps keep their values
+                image = to_8bit(image, file_name)
             return convert_PIL_to_numpy(image, format)
     except FileNotFoundError:
         raise FileNotFoundError(f"image file not found: {file_name}") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"cannot read image {file_name}: {e}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ImageError(f"cannot read image {file_name}: {e} (expected a complete image file)") from None
 
 
 def check_image_size(dataset_dict: dict, image: np.ndarray) -> None:

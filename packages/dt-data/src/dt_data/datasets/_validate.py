@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..errors import DataError
+
 __all__ = ["AnnotationError", "check_bbox", "check_polygons", "check_rle", "rle_string_counts"]
 
 
-class AnnotationError(ValueError):
+class AnnotationError(DataError):
     """A malformed annotation; the message names the file, the annotation id and what is wrong."""
 
 
@@ -31,7 +33,9 @@ def check_bbox(bbox: Any, n: int, loc: str) -> list[float]:
     if not isinstance(bbox, (list, tuple)) or len(bbox) != n or not _finite_numbers(bbox):
         raise AnnotationError(f"{loc}: bbox must be {n} finite numbers, got {bbox!r}")
     if n == 4 and (bbox[2] < 0 or bbox[3] < 0):
-        raise AnnotationError(f"{loc}: bbox {list(bbox)} has a negative width or height")
+        raise AnnotationError(
+            f"{loc}: bbox {list(bbox)} has a negative width or height (expected [x, y, w, h], w, h >= 0)"
+        )
     return [float(v) for v in bbox]
 
 

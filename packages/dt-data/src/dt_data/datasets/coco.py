@@ -55,6 +55,14 @@ def load_coco_json(
     if not isinstance(data, dict) or "images" not in data:
         raise ValueError(f"{json_file}: not a COCO instances file (no 'images' list)")
     categories = data.get("categories", [])
+    if not isinstance(categories, list):
+        raise AnnotationError(f"{json_file}: 'categories' must be a list, got {type(categories).__name__}")
+    for cat in categories:
+        valid = isinstance(cat, dict) and isinstance(cat.get("id"), int) and isinstance(cat.get("name"), str)
+        if not valid:
+            raise AnnotationError(
+                f"{json_file}: category {cat!r:.80} is malformed (expected {{'id': int, 'name': str}})"
+            )
     cat_ids = sorted(c["id"] for c in categories)
     known_cats = set(cat_ids)
     id_map = None
