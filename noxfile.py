@@ -198,14 +198,14 @@ def build(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run benchmarks/*.py (each prints JSON). ``nox -s bench -- coco_eval.py`` runs one.
+    """Run benchmarks/*.py (each prints JSON; ``_*.py`` are shared helpers). ``nox -s bench -- demo.py``
+    runs one.
 
     ops.py compares against torchvision, which imports only beside the compat torch: ``bench-ops``."""
     _install_from_checkout(session, sorted(PACKAGES))
     session.install("-c", str(CONSTRAINTS), "-r", str(ROOT / "benchmarks" / "requirements.txt"))
-    scripts = session.posargs or sorted(
-        p.name for p in (ROOT / "benchmarks").glob("*.py") if p.name != "ops.py"
-    )
+    found = [p.name for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_")]
+    scripts = session.posargs or sorted(name for name in found if name != "ops.py")
     for script in scripts:
         session.run("python", str(ROOT / "benchmarks" / script))
 

@@ -14,7 +14,13 @@ import torch
 from engine_toys import ToyRegressor
 from torch import nn
 
-from dt_engine.checkpoint import Checkpointer, atomic_torch_save, capture_rng_state, restore_rng_state
+from dt_engine.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    atomic_torch_save,
+    capture_rng_state,
+    restore_rng_state,
+)
 
 HERE = Path(__file__).parent
 
@@ -101,7 +107,7 @@ def test_load_rejects_code_and_mismatches(tmp_path):
     evil = tmp_path / "evil.pth"
     with evil.open("wb") as f:
         pickle.dump({"model": Evil()}, f)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="UnpicklingError: Weights only load failed"):
         ckpt.load(evil)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         ckpt.load(tmp_path / "missing.pth")

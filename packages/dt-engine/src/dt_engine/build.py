@@ -16,25 +16,19 @@ from .lr_scheduler import (
     ParamScheduler,
     WarmupParamScheduler,
 )
-from .optim import build_torch_optimizer, get_default_optimizer_params
+from .optim import build_torch_optimizer
+from .param_groups import optimizer_param_groups
 from .train_loop import AMPTrainer, GradClip, SimpleTrainer
 
 __all__ = ["build_grad_clip", "build_lr_scheduler", "build_optimizer", "build_trainer"]
 
 
 def build_optimizer(model: nn.Module, solver: SolverConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW over ``model``'s trainable parameters, grouped by detectron2's rules."""
-    groups = get_default_optimizer_params(
-        model,
-        base_lr=solver.base_lr,
-        weight_decay=solver.weight_decay,
-        weight_decay_norm=solver.weight_decay_norm,
-        bias_lr_factor=solver.bias_lr_factor,
-        weight_decay_bias=solver.weight_decay_bias,
-    )
+    """SGD or AdamW over ``model``'s trainable parameters, grouped by detectron2's rules
+    (:func:`dt_engine.param_groups.optimizer_param_groups`)."""
     return build_torch_optimizer(
         solver.optimizer,
-        groups,
+        optimizer_param_groups(model, solver),
         base_lr=solver.base_lr,
         momentum=solver.momentum,
         nesterov=solver.nesterov,

@@ -4,8 +4,9 @@ A checkpoint is one ``torch.save`` file holding plain tensors and containers onl
 ``model`` (state dict), one entry per checkpointable (optimizer, scheduler, trainer, EMA, ...),
 ``iteration``, ``rng`` (the torch, CUDA, numpy and Python RNG states of every process) and
 ``config`` (the resolved YAML text). Files are written to a temporary file in the same
-directory, fsynced, renamed over the target and the directory fsynced, so a crash leaves
-either the old file or the complete new one. Loading uses ``torch.load(weights_only=True)``.
+directory (with the mode the user's umask gives), fsynced, renamed over the target and the
+directory fsynced, so a crash leaves either the old file or the complete new one. Loading uses
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -25,20 +26,89 @@ from torch import nn
 
 from .comm import all_gather_object, get_rank, get_world_size, is_main_process
 from .ema import unwrap_model
+from .safetensors_io import SafetensorsError, decode, encode
 
 __all__ = [
+    "CheckpointError",
     "Checkpointer",
     "Stateful",
     "atomic_torch_save",
     "atomic_write_text",
     "capture_rng_state",
     "restore_rng_state",
+    "save_safetensors",
+    "torch_load_checked",
+    "unreadable_checkpoint",
 ]
 
 logger = logging.getLogger(__name__)
 
 _PERIODIC = re.compile(r"^model_(\d+)\.pth$")
 LAST_CHECKPOINT = "last_checkpoint"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read (truncated, not a ``torch.save`` file, not a dt checkpoint)."""
+
+
+def _reason(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+def unreadable_checkpoint(path: str | os.PathLike[str], err: BaseException) -> CheckpointError:
+    """The one-line error for a checkpoint file that failed to load with ``err``."""
+    return CheckpointError(
+        f"{path}: not a readable checkpoint ({_reason(err)}); expected a complete file written by "
+        "torch.save or a detectron2 .pkl (truncated or not a checkpoint?)"
+    )
+
+
+def torch_load_checked(path: str | os.PathLike[str]) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU; any failure is one ``CheckpointError`` line.
+
+    A ``.safetensors`` file (``save_safetensors``) is read as ``{"model": tensors, "iteration", "config"}``.
+    """
+    if Path(path).suffix == ".safetensors":
+        return _read_safetensors(Path(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except Exception as err:  # truncated zips, text files, foreign pickles: all fail differently
+        raise unreadable_checkpoint(path, err) from None
+
+
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    try:
+        tensors, metadata = decode(path.read_bytes(), str(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except SafetensorsError as err:
+        raise CheckpointError(str(err)) from None
+    iteration = metadata.get("iteration")
+    return {
+        "format": metadata.get("format", "safetensors"),
+        "model": tensors,
+        "iteration": int(iteration) if iteration is not None and iteration.isdigit() else None,
+        "config": metadata.get("config"),
+    }
+
+
+def save_safetensors(
+    model: nn.Module, path: str | os.PathLike[str], *, iteration: int | None = None, config: str | None = None
+) -> Path:
+    """Write ``model``'s weights (unwrapped from DDP/EMA wrappers) as safetensors, atomically, with the
+    iteration and resolved config text as metadata. Every loader of dt checkpoints reads the file."""
+    path = Path(path)
+    metadata = {"format": "dt-weights-v1"}
+    if iteration is not None:
+        metadata["iteration"] = str(int(iteration))
+    if config is not None:
+        metadata["config"] = config
+    data = encode(unwrap_model(model).state_dict(), metadata)
+    _atomic_write(path, lambda f: f.write(data))
+    return path
 
 
 class Stateful(Protocol):
@@ -55,10 +125,23 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _user_file_mode() -> int:
+    """The mode ``open()`` gives a new file under this process's umask (``0o666 & ~umask``); read from
+    ``/proc`` where it can be (setting the umask to read it would race with other threads)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        umask = next(int(line.split()[1], 8) for line in status.splitlines() if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-")
     try:
+        os.fchmod(fd, _user_file_mode())  # mkstemp makes 0600 files; keep the user's umask instead
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -183,14 +266,21 @@ class Checkpointer:
                 path.unlink(missing_ok=True)
 
     def last_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint: ``last_checkpoint``'s target, else the newest periodic one."""
+        """The newest checkpoint: ``last_checkpoint``'s target, else the newest periodic one."""
+        candidates = self.resume_candidates()
+        return candidates[0] if candidates else None
+
+    def resume_candidates(self) -> list[Path]:
+        """Checkpoints to resume from, newest first: ``last_checkpoint``'s target, then the periodic
+        ones by iteration (a fallback when a newer file turns out truncated)."""
+        found: list[Path] = []
         marker = self.save_dir / LAST_CHECKPOINT
         if marker.is_file():
             target = self.save_dir / marker.read_text().strip()
             if target.is_file():
-                return target
-        periodic = self.periodic_checkpoints()
-        return periodic[-1] if periodic else None
+                found.append(target)
+        found += [p for p in reversed(self.periodic_checkpoints()) if p not in found]
+        return found
 
     @staticmethod
     def read(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -198,21 +288,27 @@ class Checkpointer:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch_load_checked(path)
         if not isinstance(data, dict) or "model" not in data:
-            raise ValueError(f"{path} is not a dt checkpoint (no 'model' entry)")
+            raise CheckpointError(f"{path} is not a dt checkpoint (no 'model' entry)")
         return data
 
     def load(
-        self, path: str | os.PathLike[str], *, resume: bool = True, strict: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        resume: bool = True,
+        strict: bool = True,
+        data: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Load a checkpoint; with ``resume`` also every checkpointable and this rank's RNG state.
 
         Returns the checkpoint content (``iteration``, ``config``, ...). Without ``resume`` only
         the model weights are loaded (fine-tuning); ``strict=False`` then tolerates missing
-        and unexpected keys but never a shape mismatch.
+        and unexpected keys but never a shape mismatch. ``data``: the content, if already read.
         """
-        data = self.read(path)
+        if data is None:
+            data = self.read(path)
         self._load_model(data["model"], strict=strict)
         if resume:
             for key, obj in self.checkpointables.items():
@@ -250,9 +346,18 @@ class Checkpointer:
         """The iteration to start at: after the last checkpoint when ``resume`` finds one, else 0
         (after loading ``weights`` into the model, if given)."""
         if resume:
-            last = self.last_checkpoint()
-            if last is not None:
-                return int(self.load(last, resume=True)["iteration"]) + 1
+            for path in self.resume_candidates():
+                try:
+                    data = self.read(path)
+                except CheckpointError as err:
+                    logger.warning("%s; falling back to the previous checkpoint", err)
+                    continue
+                start = int(self.load(path, resume=True, data=data)["iteration"]) + 1
+                if is_main_process():
+                    logger.info("--resume: resumed from %s; starting at iteration %d", path, start)
+                return start
+            if is_main_process():
+                logger.info("--resume: no intact checkpoint in %s; starting at iteration 0", self.save_dir)
         if weights is not None:
             self.load(weights, resume=False, strict=False)
         return 0

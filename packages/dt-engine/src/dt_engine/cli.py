@@ -37,23 +37,26 @@ overrides (key.path=value, any number, applied after --config in order):
 COMMANDS = {
     "train": (
         "train a model",
-        "dt train --config configs/mask_rcnn_R_50_FPN.yaml --num-gpus 2 solver.max_iter=1000",
+        "dt train --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x "
+        "--weights zoo:ImageNetPretrained/MSRA/R-50 --num-gpus 2 solver.max_iter=1000",
     ),
     "eval": (
         "evaluate a checkpoint on the config's test datasets",
-        "dt eval --config configs/mask_rcnn_R_50_FPN.yaml --weights output/model_final.pth",
+        "dt eval --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x "
+        "--weights zoo:COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x",
     ),
     "predict": (
         "run a model on images and write visualizations and COCO-format results",
-        "dt predict --config cfg.yaml --weights model_final.pth --input 'photos/*.jpg' --output preds",
+        "dt predict --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x "
+        "--weights zoo:COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x --input 'photos/*.jpg' --output preds",
     ),
     "plot": (
         "plot training curves (losses, LR, evaluation AP) from metrics.jsonl to PNG",
         "dt plot --metrics output/metrics.jsonl --output output/plots",
     ),
     "demo": (
-        "train, evaluate and visualize a small Mask R-CNN on the synthetic shapes dataset (CPU, ~10 min)",
-        "dt demo --output output/demo",
+        "train, evaluate and visualize a small Mask R-CNN on the synthetic shapes dataset (CPU, 10 min)",
+        "dt demo --output output/demo --minutes 10",
     ),
 }
 
@@ -63,7 +66,7 @@ def _add_common(parser: argparse.ArgumentParser, config_required: bool) -> None:
         "--config",
         required=config_required,
         metavar="FILE",
-        help="experiment config, YAML or .py (e.g. --config configs/retinanet_R_50_FPN.yaml)",
+        help="experiment config: YAML, .py or zoo name (e.g. --config COCO-Detection/retinanet_R_50_FPN_3x)",
     )
     parser.add_argument(
         "overrides",
@@ -71,6 +74,7 @@ def _add_common(parser: argparse.ArgumentParser, config_required: bool) -> None:
         metavar="key.path=value",
         help="config overrides (e.g. solver.base_lr=0.01); see the list below",
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an input error")
 
 
 def build_parser(extra_commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
@@ -94,6 +98,9 @@ def build_parser(extra_commands: dict[str, Command] | None = None) -> argparse.A
     _add_common(train, config_required=True)
     train.add_argument("--resume", action="store_true", help="continue from output_dir's last checkpoint")
     train.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in output_dir (deletes its files)"
+    )
+    train.add_argument(
         "--fast-resume", action="store_true", help="with --resume: re-seed the data instead of replaying it"
     )
     train.add_argument("--weights", metavar="PATH", help="initial weights (e.g. --weights R-50.pth)")
@@ -111,11 +118,17 @@ def build_parser(extra_commands: dict[str, Command] | None = None) -> argparse.A
     _add_common(evaluate, config_required=True)
     evaluate.add_argument("--weights", required=True, metavar="PATH", help="e.g. output/model_final.pth")
     evaluate.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights (e.g. --ema)")
+    evaluate.add_argument(
+        "--allow-partial-weights", action="store_true", help="run even if weights leave tensors unset"
+    )
 
     predict = sub["predict"]
     _add_common(predict, config_required=True)
     predict.add_argument("--weights", required=True, metavar="PATH", help="e.g. output/model_final.pth")
     predict.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights (e.g. --ema)")
+    predict.add_argument(
+        "--allow-partial-weights", action="store_true", help="run even if weights leave tensors unset"
+    )
     predict.add_argument(
         "--input", required=True, nargs="+", metavar="PATH", help="images/folders/globs (e.g. 'imgs/*.png')"
     )
@@ -134,7 +147,13 @@ def build_parser(extra_commands: dict[str, Command] | None = None) -> argparse.A
     demo = sub["demo"]
     _add_common(demo, config_required=False)
     demo.add_argument("--output", default="./output/demo", metavar="DIR", help="default: ./output/demo")
-    demo.add_argument("--max-iter", type=int, metavar="N", help="shorter/longer training (e.g. 100)")
+    demo.add_argument(
+        "--minutes",
+        type=float,
+        metavar="M",
+        help="wall-clock budget of the whole demo; the iterations are fitted to it (default: 10)",
+    )
+    demo.add_argument("--max-iter", type=int, metavar="N", help="fixed length, no budget (e.g. 100)")
     demo.add_argument("--threads", type=int, metavar="T", help="torch threads (default: all cores)")
 
     for name, command in (extra_commands or {}).items():
@@ -199,8 +218,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in extra_commands:
             return extra_commands[args.command].run(args)
+        if getattr(args, "weights", None):  # `zoo:NAME` and other sources: fetched once, before any launch
+            from .weights import resolve_weights
+
+            args.weights = resolve_weights(args.weights)
         return _plot(args) if args.command == "plot" else _run(args)
     except (ConfigError, InputError) as err:
+        if getattr(args, "debug", False):
+            raise
         lines = err.problems if isinstance(err, ConfigError) else [str(err)]
         for line in lines:
             print(f"dt {args.command}: error: {line}", file=sys.stderr)

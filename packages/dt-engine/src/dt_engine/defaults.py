@@ -41,9 +41,11 @@ from dt_eval import DatasetEvaluator, inference_on_dataset, print_csv_format
 from . import build as solver_build
 from . import comm
 from .checkpoint import Checkpointer, atomic_write_text
+from .config.datasets import DatasetSourceError, register_datasets
 from .config.experiment import ExperimentConfig, dump_config
 from .config.model_facts import ModelFacts, model_facts
 from .config.workflow import WORKFLOW_REGISTRY
+from .cpu import flush_denormals
 from .ema import ModelEMA
 from .errors import InputError
 from .evaluation import build_evaluator, evaluator_builder
@@ -62,7 +64,14 @@ from .train_loop import HookBase, SimpleTrainer
 from .weights import load_model_weights
 from .writers import ConsoleWriter, EventWriter, JSONWriter, TensorboardWriter
 
-__all__ = ["DefaultTrainer", "TrainingParts", "best_metric_key", "build_workflow", "run_training"]
+__all__ = [
+    "DefaultTrainer",
+    "TrainingParts",
+    "best_metric_key",
+    "build_workflow",
+    "register_config_datasets",
+    "run_training",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -105,16 +114,27 @@ def _check_datasets(names: tuple[str, ...]) -> None:
             raise InputError(f"unknown dataset {name!r}{hint}")
 
 
+def register_config_datasets(cfg: ExperimentConfig) -> None:
+    """Register the config's own ``datasets:`` in this process (``InputError`` on an unusable file)."""
+    try:
+        register_datasets(cfg.datasets)
+    except DatasetSourceError as err:
+        raise InputError(str(err)) from None
+
+
 def _check_num_classes(cfg: ExperimentConfig, facts: ModelFacts) -> None:
-    """A dataset with more classes than the model predicts would crash inside the loss: say so now."""
+    """The model predicts as many classes as the training data has (fewer would crash inside the loss,
+    more would train silently wrong heads), and at least as many as each test dataset."""
     if facts.num_classes is None:
         return
-    for name in cfg.data.datasets.train + cfg.data.datasets.test:
+    train = cfg.data.datasets.train
+    for name in train + cfg.data.datasets.test:
         classes = MetadataCatalog.get(name).get("thing_classes")
-        if classes is not None and len(classes) > facts.num_classes.value:
+        expected = facts.num_classes.value
+        if classes is not None and (len(classes) > expected or (name in train and len(classes) != expected)):
             raise InputError(
-                f"dataset {name!r} has {len(classes)} classes, "
-                f"{facts.num_classes.key} is {facts.num_classes.value}"
+                f"dataset {name!r} has {len(classes)} classes, {facts.num_classes.key} is {expected} "
+                f"(set {facts.num_classes.key}={len(classes)})"
             )
 
 
@@ -131,12 +151,16 @@ class DefaultTrainer:
             raise TypeError(f"{type(self).__name__} needs an ExperimentConfig, got {type(cfg).__name__}")
         self.cfg = cfg
         self.model_facts = model_facts(cfg.model)
+        self.deadline: float | None = None
+        """A ``time.perf_counter()`` value training should end by: the console shows the time left."""
 
     # ------------------------------------------------------------------------------------- checks
     def check(self) -> None:
         """What ``dt train``/``eval``/``demo`` check before anything is written or launched: every
-        dataset is registered, has no more classes than the model, and every test dataset has an
-        evaluator (``check_evaluator``). Raises ``InputError``."""
+        dataset is registered (the config's own ``datasets:`` first, with their metadata), the
+        training data has as many classes as the model (test data no more), and every test dataset
+        has an evaluator (``check_evaluator``). Raises ``InputError``."""
+        register_config_datasets(self.cfg)
         datasets = self.cfg.data.datasets
         _check_datasets(datasets.train + datasets.test)
         _check_num_classes(self.cfg, self.model_facts)
@@ -200,7 +224,7 @@ class DefaultTrainer:
         """Console progress, ``<output_dir>/metrics.jsonl`` and TensorBoard (main process only)."""
         out = Path(self.cfg.output_dir)
         return [
-            ConsoleWriter(self.cfg.solver.max_iter),
+            ConsoleWriter(self.cfg.solver.max_iter, deadline=self.deadline),
             JSONWriter(out / "metrics.jsonl"),
             TensorboardWriter(out),
         ]
@@ -237,9 +261,15 @@ class DefaultTrainer:
         ``weights``: initial weights (ignored when ``resume`` finds a checkpoint). A resumed run
         restores the data position too (``exact_resume``: the loader re-reads and skips the
         batches already used) or re-seeds the loader with ``seed + start_iter`` (faster,
-        deterministic, but another data order than an uninterrupted run).
+        deterministic, but another data order than an uninterrupted run). Denormal floats are
+        flushed to zero meanwhile (``dt_engine.cpu.flush_denormals``).
         """
+        with flush_denormals():
+            self._train(resume=resume, weights=weights, exact_resume=exact_resume)
+
+    def _train(self, *, resume: bool, weights: str | None, exact_resume: bool) -> None:
         cfg = self.cfg
+        register_config_datasets(cfg)  # every process of a launched run (spawned ones start empty)
         out = Path(cfg.output_dir)
         _seed_everything(cfg.seed + comm.get_rank())
         model = self.build_model()
@@ -286,6 +316,7 @@ class DefaultTrainer:
         """Evaluate ``model`` on every ``data.datasets.test`` with ``build_test_loader`` and
         ``build_evaluator``: ``{task: {metric: value}}`` for one dataset, ``{dataset: {task: ...}}``
         for several, ``{}`` for none (results on the main process; other processes get ``{}``)."""
+        register_config_datasets(self.cfg)
         results = {}
         for name in self.cfg.data.datasets.test:
             evaluator = self.build_evaluator(name)

@@ -11,6 +11,11 @@ the same file), followed by the files a new user wants to look at::
     <output>/predictions/      visualized predictions on a few validation images
 
 and a summary (AP table, wall time of each phase, where the files are, a ``dt predict`` command).
+
+With a budget (``--minutes``, the default), the demo times a few training steps and test images on
+this machine after generating the data, and fixes ``solver.max_iter`` (the schedule scaled with it)
+so that the whole command ends within the budget; the saved ``config.yaml`` holds that value, so
+``dt train --config <output>/config.yaml`` repeats the run exactly.
 """
 
 from __future__ import annotations
@@ -27,26 +32,34 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from dt_data import DatasetCatalog, MetadataCatalog
 
+from .budget import Throughput
 from .checkpoint import atomic_write_text
 from .config.experiment import ExperimentConfig, load_experiment
+from .cpu import configure_cpu
 from .errors import InputError, check_writable_dir
 from .plot import read_metrics
 
 __all__ = [
+    "DEFAULT_MINUTES",
     "DEMO_CONFIG",
     "configure_cpu",
     "demo_command",
     "demo_config_path",
     "final_results",
+    "fit_to_budget",
     "plot_curves",
     "run_demo",
 ]
+
+DEFAULT_MINUTES = 10.0
+"""The budget of ``dt demo`` for the whole command: data, training, evaluation and pictures."""
+RESERVE_FRACTION = 0.05
+"""Part of the budget kept free for what the measurement cannot foresee (loader start, plots)."""
 
 DEMO_CONFIG = "configs/demo.yaml"
 """The demo's config file, relative to the ``dt_engine`` package (shipped as package data)."""
@@ -60,32 +73,6 @@ def demo_config_path() -> Iterator[Path]:
     """The packaged ``demo.yaml`` as a file path (copy it to start your own config)."""
     with importlib.resources.as_file(importlib.resources.files("dt_engine") / DEMO_CONFIG) as path:
         yield path
-
-
-def _flushes_denormals() -> bool:
-    return float((torch.tensor([1e-40]) * 1.0).item()) == 0.0  # 1e-40 is a float32 denormal
-
-
-@contextlib.contextmanager
-def configure_cpu(num_threads: int | None = None) -> Iterator[int]:
-    """Within the block: ``num_threads`` intra-op threads (default: every core) and denormal floats
-    flushed to zero; both restored afterwards. Yields the number of threads.
-
-    From-scratch training produces tiny gradients and optimizer moments; without flushing, the
-    first training steps of the demo ran several times slower on the x86 denormal path. Enter it
-    after the heavy imports (dt_models, dt_data) and before building a model.
-    """
-    threads = num_threads if num_threads is not None else max(1, len(os.sched_getaffinity(0)))
-    if threads < 1:
-        raise ValueError(f"num_threads must be >= 1, got {threads}")
-    saved_threads, saved_flush = torch.get_num_threads(), _flushes_denormals()
-    torch.set_num_threads(threads)
-    torch.set_flush_denormal(True)
-    try:
-        yield threads
-    finally:
-        torch.set_flush_denormal(saved_flush)
-        torch.set_num_threads(saved_threads)
 
 
 def final_results(metrics_path: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
@@ -159,6 +146,30 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
+def fit_to_budget(
+    cfg: ExperimentConfig, *, deadline: float, num_images: int
+) -> tuple[ExperimentConfig, Throughput]:
+    """``cfg`` with the ``solver.max_iter`` (schedule scaled) that ends training, the final evaluation
+    and ``num_images`` pictures by ``deadline`` (a ``time.perf_counter()`` value), measured here."""
+    from .budget import fit_max_iter, measure_throughput
+    from .defaults import build_workflow
+
+    throughput = measure_throughput(build_workflow(cfg))
+    seconds_left = deadline - time.perf_counter()
+    test_images = sum(len(DatasetCatalog.get(name)) for name in cfg.data.datasets.test)
+    try:
+        fitted, _ = fit_max_iter(
+            cfg,
+            throughput,
+            seconds_left,
+            num_test_images=test_images + num_images,
+            reserve_seconds=RESERVE_FRACTION * seconds_left,
+        )
+    except ValueError as err:
+        raise InputError(f"the budget is too small: {err}; give more --minutes or --max-iter N") from None
+    return fitted, throughput
+
+
 def run_demo(
     cfg: ExperimentConfig,
     *,
@@ -166,13 +177,16 @@ def run_demo(
     num_images: int = 6,
     confidence: float = 0.5,
     start: float | None = None,
+    minutes: float | None = None,
 ) -> dict[str, Any]:
     """Generate the data (if needed), train, evaluate and visualize; returns the summary values.
 
     Writes everything listed in the module docstring to ``cfg.output_dir`` and prints the summary.
-    The wall time is counted from ``start`` (a ``time.perf_counter()`` value; default: now).
+    The wall time is counted from ``start`` (a ``time.perf_counter()`` value; default: now). With
+    ``minutes``, ``solver.max_iter`` is fixed from this machine's throughput so that everything
+    ends ``minutes`` after ``start`` (``fit_to_budget``).
     """
-    from .defaults import run_training
+    from .defaults import build_workflow
     from .predictor import Predictor
     from .run import predict_files
 
@@ -183,7 +197,20 @@ def run_demo(
         DatasetCatalog.get(name)  # generates the shapes sets on first use
     data_seconds = time.perf_counter() - start
 
-    run_training(cfg, resume=False, weights=None)  # trains, evaluates on data.datasets.test, saves
+    deadline = None
+    if minutes is not None:
+        deadline = start + 60.0 * minutes
+        cfg, throughput = fit_to_budget(cfg, deadline=deadline, num_images=num_images)
+        print(
+            f"dt demo: {throughput.seconds_per_iter:.2f} s per iteration and "
+            f"{throughput.seconds_per_test_image:.2f} s per test image on this machine: training "
+            f"{cfg.solver.max_iter} iterations to end within {minutes:g} min "
+            f"(solver.max_iter={cfg.solver.max_iter} is saved in {out / 'config.yaml'})",
+            flush=True,
+        )
+    workflow = build_workflow(cfg)
+    workflow.deadline = deadline
+    workflow.train()  # trains, evaluates on data.datasets.test, saves
     trained = time.perf_counter()
     results = final_results(out / "metrics.jsonl")
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
@@ -203,6 +230,7 @@ def run_demo(
     end = time.perf_counter()
     total = end - start
 
+    budget = f" of a {minutes:g} min budget" if minutes is not None else ""
     config, weights_arg = shlex.quote(str(out / "config.yaml")), shlex.quote(str(weights))
     ema = " --ema" if cfg.solver.ema.enabled else ""
     my_output = shlex.quote(str(out / "my_predictions"))
@@ -214,7 +242,7 @@ def run_demo(
         f"({cfg.solver.max_iter} iterations of {cfg.solver.ims_per_batch} images, config {config_source})",
         f"evaluation on {', '.join(cfg.data.datasets.test)} (COCO AP, %):",
         _table(results),
-        f"wall time: {_minutes(total)} min:s (data {data_seconds:.1f} s, train + eval "
+        f"wall time: {_minutes(total)} min:s{budget} (data {data_seconds:.1f} s, train + eval "
         f"{trained - start - data_seconds:.1f} s, visualize {end - trained:.1f} s)",
         f"files in {out}: config.yaml metrics.jsonl model_final.pth curves.png results.json predictions/",
         "try it on your own images:",
@@ -225,22 +253,29 @@ def run_demo(
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    """``dt demo [--config FILE] [--output DIR] [--max-iter N] [--threads T] [overrides]``."""
+    """``dt demo [--config FILE] [--output DIR] [--minutes M | --max-iter N] [--threads T] [overrides]``."""
     from .defaults import build_workflow
 
     start = time.perf_counter()
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
     overrides: Sequence[str] = list(args.overrides)
+    minutes = args.minutes
     if args.max_iter is not None:
         if args.max_iter < 1:
             raise InputError(f"--max-iter must be >= 1, got {args.max_iter}")
+        if minutes is not None:
+            raise InputError("give --minutes (a time budget) or --max-iter (a fixed length), not both")
         overrides = [*overrides, f"solver.max_iter={args.max_iter}"]
+    elif minutes is None:
+        minutes = DEFAULT_MINUTES
+    if minutes is not None and not minutes > 0:
+        raise InputError(f"--minutes must be > 0, got {minutes:g}")
     with contextlib.ExitStack() as stack:
         path = args.config if args.config is not None else str(stack.enter_context(demo_config_path()))
         cfg = load_experiment(path, overrides)
     cfg = attrs.evolve(cfg, output_dir=args.output)
     build_workflow(cfg).check()
     with configure_cpu(args.threads):
-        run_demo(cfg, config_source=args.config or f"dt_engine/{DEMO_CONFIG}", start=start)
+        run_demo(cfg, config_source=args.config or f"dt_engine/{DEMO_CONFIG}", start=start, minutes=minutes)
     return 0

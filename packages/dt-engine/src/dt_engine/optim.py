@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -34,6 +34,7 @@ def get_default_optimizer_params(
     weight_decay_bias: float | None = None,
     overrides: Mapping[str, Mapping[str, float]] | None = None,
     norm_module_types: Sequence[type[nn.Module]] = NORM_MODULE_TYPES,
+    lr_factor_func: Callable[[str], float] | None = None,
 ) -> list[dict[str, Any]]:
     """Parameter groups for ``torch.optim`` with per-parameter LR and weight decay.
 
@@ -41,7 +42,9 @@ def get_default_optimizer_params(
     ``weight_decay``, except: parameters of normalization modules (``norm_module_types``)
     use ``weight_decay_norm`` when given; parameters named ``bias`` use
     ``lr=base_lr * bias_lr_factor`` and ``weight_decay_bias`` when given; ``overrides``
-    maps a parameter's own name (``"bias"``, ``"pos_embed"``) to explicit hyper-parameters.
+    maps a parameter's own name (``"bias"``, ``"pos_embed"``) to explicit hyper-parameters;
+    ``lr_factor_func`` maps a parameter's full name to a multiplier of its ``lr`` (layer-wise decay,
+    see ``dt_engine.param_groups``), applied before the bias and ``overrides`` rules, as detectron2 does.
     Parameters with identical hyper-parameters share one group.
     """
     if base_lr <= 0:
@@ -52,7 +55,7 @@ def get_default_optimizer_params(
     norm_types = tuple(norm_module_types)
     seen: set[int] = set()
     groups: dict[tuple[tuple[str, float], ...], list[nn.Parameter]] = {}
-    for module in model.modules():
+    for module_name, module in model.named_modules():
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:
                 continue
@@ -60,8 +63,11 @@ def get_default_optimizer_params(
             hyper = {"lr": base_lr, "weight_decay": weight_decay}
             if isinstance(module, norm_types) and weight_decay_norm is not None:
                 hyper["weight_decay"] = weight_decay_norm
+            if lr_factor_func is not None:
+                hyper["lr"] *= lr_factor_func(f"{module_name}.{name}" if module_name else name)
             if name == "bias":
-                hyper["lr"] = base_lr * bias_lr_factor
+                if bias_lr_factor != 1.0:
+                    hyper["lr"] = base_lr * bias_lr_factor
                 if weight_decay_bias is not None:
                     hyper["weight_decay"] = weight_decay_bias
             hyper.update(overrides.get(name, {}))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import resource
 import sys
@@ -49,7 +50,8 @@ class JSONWriter(EventWriter):
 
     Lines are appended and flushed, so a resumed run continues the same file. An iteration can
     appear on two lines (a final evaluation recorded after its losses were written; a resumed
-    run redoing iterations): readers merge them, the last value of a metric winning.
+    run redoing iterations): readers merge them, the last value of a metric winning. Lines are
+    strict JSON: a non-finite value (NaN, inf) is written as ``null``.
     """
 
     def __init__(self, path: str | os.PathLike[str], window_size: int = 20) -> None:
@@ -62,7 +64,8 @@ class JSONWriter(EventWriter):
     def write(self) -> None:
         by_iter = _new_scalars(get_event_storage(), self.window_size, self._written)
         for it in sorted(by_iter):
-            self._file.write(json.dumps({"iteration": it, **by_iter[it]}, sort_keys=True) + "\n")
+            values = {k: v if math.isfinite(v) else None for k, v in by_iter[it].items()}
+            self._file.write(json.dumps({"iteration": it, **values}, sort_keys=True, allow_nan=False) + "\n")
         if by_iter:
             self._file.flush()
 
@@ -100,7 +103,8 @@ def max_memory_mb() -> float:
 
 
 class ConsoleWriter(EventWriter):
-    """Progress: iteration, ETA, iterations per second, losses, LR and peak memory.
+    """Progress: iteration, ETA, iterations per second, losses, LR, peak memory, and with a
+    ``deadline`` (a ``clock()`` value) the time left before it.
 
     On a terminal one progress bar updates in place (tqdm); otherwise (log files, CI) each
     ``write`` prints one plain line.
@@ -113,8 +117,10 @@ class ConsoleWriter(EventWriter):
         stream: IO[str] | None = None,
         interactive: bool | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        deadline: float | None = None,
     ) -> None:
         self.max_iter = max_iter
+        self.deadline = deadline
         self.window_size = window_size
         self.stream = stream if stream is not None else sys.stdout
         self.interactive = self.stream.isatty() if interactive is None else interactive
@@ -146,6 +152,9 @@ class ConsoleWriter(EventWriter):
         if "lr" in latest:
             fields.append(f"lr: {latest['lr'][0]:.4g}")
         fields.append(f"max_mem: {max_memory_mb():.0f}M")
+        if self.deadline is not None:
+            left = max(0, int(self.deadline - self._clock()))
+            fields.append(f"budget left: {left // 60}:{left % 60:02d}")
         return iteration, fields
 
     def write(self) -> None:

@@ -5,6 +5,7 @@ It composes the packages' own configs (``dt_models``' ``ModelConfig``, ``dt_data
 
     version: 1
     model: {name: GeneralizedRCNN, ...}     # dt_models.config
+    datasets: {my_train: {type: coco, json_file: ..., image_root: ...}}   # dt_engine.config.datasets
     data: {datasets: ..., input: ..., loader: ...}   # dt_data.config
     solver: {base_lr: 0.02, max_iter: 90000, ...}
     test: {eval_period: 0, best_metric: bbox/AP, ...}
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -32,16 +35,19 @@ from dt_config import ConfigError, ConfigProblem, dump_yaml, load_config, struct
 from dt_data.config import DataConfig
 from dt_models import ModelConfig
 
+from .datasets import DatasetSourceConfig, resolve_paths
 from .model_facts import model_facts
 from .solver import SolverConfig, TestConfig
 from .workflow import DefaultTrainerConfig, WorkflowConfig
 
 __all__ = [
+    "CONFIG_SOURCE_GROUP",
     "CURRENT_VERSION",
     "UPGRADES",
     "ExperimentConfig",
     "dump_config",
     "load_experiment",
+    "resolve_config_path",
     "upgrade_data",
 ]
 
@@ -61,6 +67,8 @@ class ExperimentConfig:
 
     version: int = attrs.field(default=CURRENT_VERSION, validator=v.in_((CURRENT_VERSION,)))
     model: ModelConfig = attrs.Factory(_default_model)
+    datasets: dict[str, DatasetSourceConfig] = attrs.Factory(dict)
+    """The user's own datasets by name (``dt_engine.config.datasets``), registered by the workflow."""
     data: DataConfig = attrs.Factory(DataConfig)
     solver: SolverConfig = attrs.Factory(SolverConfig)
     test: TestConfig = attrs.Factory(TestConfig)
@@ -111,9 +119,36 @@ def upgrade_data(data: dict[str, Any], source: str = "config") -> dict[str, Any]
     return data
 
 
+CONFIG_SOURCE_GROUP = "dt_engine.config_source"
+"""Entry points naming ``source(name: str) -> str | Path | None``: a config path for a name that is not
+a file (dt-zoo maps ``COCO-Detection/faster_rcnn_R_50_FPN_3x`` to its packaged YAML), ``None`` if the
+name is not theirs; a source raises ``ConfigError`` for a name it knows but cannot serve."""
+
+
+def resolve_config_path(path: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
+    """``path`` itself when it is ``None`` or an existing file, else the first config source's answer
+    (``CONFIG_SOURCE_GROUP``), else ``path`` unchanged (so loading reports the missing file)."""
+    if path is None or Path(path).is_file():
+        return path
+    for point in sorted(entry_points(group=CONFIG_SOURCE_GROUP), key=lambda p: p.name):
+        found = point.load()(os.fspath(path))
+        if found is not None:
+            return found
+    return path
+
+
 def load_experiment(path: str | os.PathLike[str] | None, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Load an ``ExperimentConfig`` from YAML (``_base_``, versions) or a ``.py`` file, plus overrides."""
-    return load_config(path, ExperimentConfig, overrides, upgrade=upgrade_data)
+    """Load an ``ExperimentConfig`` from YAML (``_base_``, versions) or a ``.py`` file, plus overrides.
+
+    ``path`` may also be a name a config source knows (``resolve_config_path``). Relative paths of
+    the ``datasets:`` entries become absolute against the config file's folder (the current folder
+    without a file)."""
+    path = resolve_config_path(path)
+    config = load_config(path, ExperimentConfig, overrides, upgrade=upgrade_data)
+    if not config.datasets:
+        return config
+    base = Path(path).parent if path is not None else Path.cwd()
+    return attrs.evolve(config, datasets=resolve_paths(config.datasets, base))
 
 
 def dump_config(config: ExperimentConfig) -> str:

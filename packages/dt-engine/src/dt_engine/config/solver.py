@@ -13,7 +13,15 @@ import attrs
 from dt_config import ConfigProblem
 from dt_config import validators as check
 
-__all__ = ["AMPConfig", "ClipGradientsConfig", "EMAConfig", "PreciseBNConfig", "SolverConfig", "TestConfig"]
+__all__ = [
+    "AMPConfig",
+    "ClipGradientsConfig",
+    "EMAConfig",
+    "LayerDecayConfig",
+    "PreciseBNConfig",
+    "SolverConfig",
+    "TestConfig",
+]
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -43,6 +51,17 @@ class EMAConfig:
 
 
 @attrs.define(frozen=True, kw_only=True)
+class LayerDecayConfig:
+    """Layer-wise LR decay of a ViT backbone of ``num_layers`` blocks (detectron2's
+    ``get_vit_lr_decay_rate``): block ``i`` learns at ``base_lr * rate ** (num_layers - i)``, the patch
+    and position embeddings at ``base_lr * rate ** (num_layers + 1)``, the rest at ``base_lr``.
+    ``rate: 1.0`` turns it off."""
+
+    rate: float = attrs.field(default=1.0, validator=[check.greater_than(0.0), check.at_most(1.0)])
+    num_layers: int = attrs.field(default=12, validator=check.greater_than(0))
+
+
+@attrs.define(frozen=True, kw_only=True)
 class SolverConfig:
     """Optimizer, learning-rate schedule and the training loop.
 
@@ -50,6 +69,8 @@ class SolverConfig:
     by ``gamma`` at each of ``steps``, ``cosine`` decays to ``base_lr_end``; the first
     ``warmup_iters`` ramp up from ``warmup_factor`` (``linear``) or hold it (``constant``).
     ``ims_per_batch`` is the total batch over all processes and accumulation steps.
+    ``weight_decay_norm`` (``null``: ``weight_decay``) applies to normalization layers,
+    ``weight_decay_overrides`` to parameters by their own name (``{pos_embed: 0.0}``).
     """
 
     optimizer: Literal["SGD", "AdamW"] = "SGD"
@@ -58,7 +79,9 @@ class SolverConfig:
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = attrs.field(default=0.0001, validator=check.at_least(0.0))
-    weight_decay_norm: float = attrs.field(default=0.0, validator=check.at_least(0.0))
+    weight_decay_norm: float | None = attrs.field(default=0.0, validator=check.optional(check.at_least(0.0)))
+    weight_decay_overrides: dict[str, float] = attrs.Factory(dict)
+    layer_decay: LayerDecayConfig = attrs.Factory(LayerDecayConfig)
     bias_lr_factor: float = attrs.field(default=1.0, validator=check.greater_than(0.0))
     weight_decay_bias: float | None = None
     lr_scheduler: Literal["multistep", "cosine"] = "multistep"
@@ -89,6 +112,11 @@ class SolverConfig:
             raise ConfigProblem(
                 f"{self.ims_per_batch} must be divisible by accumulate_steps ({self.accumulate_steps})",
                 key="ims_per_batch",
+            )
+        if "bias" in self.weight_decay_overrides or any(v < 0 for v in self.weight_decay_overrides.values()):
+            raise ConfigProblem(
+                "expected non-negative weight decays by parameter name; for 'bias' use weight_decay_bias",
+                key="weight_decay_overrides",
             )
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigProblem(f"must lie in [0, 1), got {list(self.betas)}", key="betas")

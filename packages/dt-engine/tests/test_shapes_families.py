@@ -1,0 +1,61 @@
+"""The packaged shapes configs of the one-stage and segmentation families: each loads, and (slow) a
+brief ``dt train`` on 16 shapes images, evaluated on the same images, raises its metric."""
+
+import importlib.resources
+import json
+
+import pytest
+
+from dt_data import DatasetCatalog, MetadataCatalog
+from dt_engine.cli import main
+from dt_engine.config.experiment import load_experiment
+
+# config file -> (shapes dataset kind, metric recorded in metrics.jsonl)
+FAMILIES = {
+    "shapes_retinanet.yaml": ("", "bbox/AP"),
+    "shapes_fcos.yaml": ("", "bbox/AP"),
+    "shapes_semantic_fpn.yaml": ("_sem_seg", "sem_seg/mIoU"),
+}
+_KEEP = (
+    "thing_classes", "thing_dataset_id_to_contiguous_id", "stuff_classes", "ignore_label", "evaluator_type",
+)  # fmt: skip
+
+
+def _config_path(name: str):
+    return importlib.resources.as_file(importlib.resources.files("dt_engine") / "configs" / name)
+
+
+def _register_subset(kind: str, count: int) -> str:
+    """``families_shapes<kind>_<count>``: the first ``count`` training images of ``shapes_train<kind>``."""
+    source, name = f"shapes_train{kind}", f"families_shapes{kind}_{count}"
+    if name not in DatasetCatalog:
+        DatasetCatalog.register(name, lambda: DatasetCatalog.get(source)[:count])
+        metadata = MetadataCatalog.get(source)
+        MetadataCatalog.get(name).set(**{k: metadata.get(k) for k in _KEEP if metadata.get(k) is not None})
+    return name
+
+
+@pytest.mark.parametrize("config", sorted(FAMILIES))
+def test_packaged_config_loads(config):
+    with _config_path(config) as path:
+        cfg = load_experiment(path)
+    assert cfg.data.datasets.train[0].startswith("shapes_train")
+    assert cfg.test.best_metric == FAMILIES[config][1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", sorted(FAMILIES))
+def test_brief_training_raises_the_metric(config, tmp_path):
+    kind, metric = FAMILIES[config]
+    subset = _register_subset(kind, 16)
+    overrides = [
+        f"output_dir={tmp_path}", f"data.datasets.train=[{subset}]", f"data.datasets.test=[{subset}]",
+        "data.loader.num_workers=0", "solver.ims_per_batch=4", "solver.max_iter=150",
+        "solver.warmup_iters=20", "solver.base_lr=0.002", "test.eval_period=50",
+    ]  # fmt: skip
+    with _config_path(config) as path:
+        assert main(["train", "--config", str(path), *overrides]) == 0
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    values = [d[metric] for d in lines if metric in d]
+    assert len(values) == 3, values
+    assert values[-1] > values[0] and values[-1] > 0, values
