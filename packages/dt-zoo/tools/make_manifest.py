@@ -17,6 +17,9 @@ What is read:
   them (``ImageNetPretrained/MSRA/R-50``; Detectron's own files as ``ImageNetPretrained/FAIR/<file>``);
 * each model's config (YAML through ``_BASE_``, Python configs through their ``dataloader`` imports)
   for its train and test datasets.
+
+An entry's ``config`` names dt's config file when ``src/dt_zoo/configs`` has one (``make_configs.py``
+writes them), else it is ``null``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import yaml
 
 from dt_zoo import dump_manifest, parse_manifest
+from dt_zoo.zoo_configs import CONFIG_DIR
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "dt_zoo" / "manifest.json"
 
@@ -168,7 +172,7 @@ def model_entry(row: dict[str, Any], configs: Path) -> dict[str, Any]:
         "task": task,
         "label": row["label"],
         "section": row["section"],
-        "config": f"{name}.yaml",
+        "config": f"{name}.yaml" if (CONFIG_DIR / f"{name}.yaml").is_file() else None,
         "detectron2_config": config,
         "model_id": row.get("model_id"),
         "lr_sched": row.get("lr_sched"),

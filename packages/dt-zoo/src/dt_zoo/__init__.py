@@ -2,11 +2,13 @@
 
 * ``list_models(task)``, ``info(name)``: the manifest (``dt_zoo.manifest``) of MODEL_ZOO.md's models,
   with configs, weights URLs and the metrics detectron2 reports;
+* ``get_config(name)``, ``get(name, trained=True)``: dt's ``ExperimentConfig`` of a model (packaged
+  under ``dt_zoo/configs``, ``dt_zoo.zoo_configs``) and the built model with its weights;
 * ``get_weights(name)``: the weights file, downloaded once into ``$DT_CACHE/zoo`` (default
   ``~/.cache/dt/zoo``) and checked before every use; ``DT_OFFLINE=1`` and ``DT_ZOO_MIRROR`` are
   honoured (``dt_zoo.download``).
 
-Importing ``dt_zoo`` loads neither torch nor model code.
+Importing ``dt_zoo`` loads neither torch nor model code (``get_config`` and ``get`` do, when called).
 """
 
 from importlib.metadata import version as _version
@@ -25,6 +27,7 @@ from .manifest import (
     load_manifest,
     parse_manifest,
 )
+from .models import get, get_config
 
 __version__ = _version("dt-zoo")
 
@@ -39,6 +42,8 @@ __all__ = [
     "__version__",
     "default_manifest",
     "dump_manifest",
+    "get",
+    "get_config",
     "get_weights",
     "info",
     "list_models",

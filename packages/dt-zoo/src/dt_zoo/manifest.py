@@ -129,7 +129,8 @@ class ZooEntry:
     section: str
     """The MODEL_ZOO.md section the model is listed in."""
     config: str | None = None
-    """dt's config of the model, relative to the zoo's config directory (``None``: a backbone)."""
+    """dt's config of the model, relative to the zoo's config directory (``dt_zoo/configs``) or absolute;
+    ``None``: a backbone, or a model whose family dt does not have yet."""
     detectron2_config: str | None = None
     """detectron2's config of the model, relative to detectron2's ``configs/``."""
     model_id: int | None = attrs.field(default=None, validator=validators.optional(validators.at_least(0)))

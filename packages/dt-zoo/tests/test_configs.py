@@ -1,0 +1,145 @@
+"""dt's packaged zoo configs: current, complete experiment configs that build; the generator's
+translation of detectron2's non-model keys; ``--config NAME`` through dt-engine's config sources."""
+
+import importlib.util
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import dt_zoo
+from dt_config import ConfigError, structure
+from dt_engine.config.experiment import ExperimentConfig, load_experiment
+from dt_models import build_model
+from dt_zoo.zoo_configs import CONFIG_DIR
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "make_configs.py"
+_spec = importlib.util.spec_from_file_location("dt_zoo_make_configs", TOOL)
+make_configs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_configs)
+
+WITH_CONFIG = [e.name for e in dt_zoo.default_manifest().entries if e.config is not None]
+
+
+def test_packaged_configs_and_manifest_are_what_the_generator_writes(capsys):
+    assert make_configs.main(["--check"]) == 0  # canonical files, manifest `config` fields in step
+    assert f"{len(WITH_CONFIG)}/61 zoo models have a dt config" in capsys.readouterr().err
+
+
+def test_manifest_names_exactly_the_packaged_config_files():
+    files = sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob("*.yaml"))
+    assert files == sorted(dt_zoo.info(name).config for name in WITH_CONFIG)
+    assert len(WITH_CONFIG) >= 48  # the families dt had when the configs were first generated
+
+
+@pytest.mark.parametrize("name", WITH_CONFIG)
+def test_every_zoo_config_loads_and_builds_its_model(name):
+    cfg = dt_zoo.get_config(name)
+    assert isinstance(cfg, ExperimentConfig) and cfg == load_experiment(CONFIG_DIR / f"{name}.yaml")
+    assert cfg.data.datasets.train == dt_zoo.info(name).dataset.train
+    with torch.device("meta"):  # full-size models: no memory, no initialisation time
+        model = build_model(cfg.model, device="meta")
+    assert sum(p.numel() for p in model.parameters()) > 1_000_000
+
+
+def test_a_famous_config_matches_detectron2s_numbers():
+    cfg = dt_zoo.get_config("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x")
+    assert (cfg.solver.base_lr, cfg.solver.max_iter, cfg.solver.steps, cfg.solver.ims_per_batch) == (
+        0.02, 270000, (210000, 250000), 16
+    )  # fmt: skip
+    assert cfg.data.input.min_size_train == (640, 672, 704, 736, 768, 800)
+    assert cfg.model.roi_heads.num_classes == 80 and "mask" in cfg.model.roi_heads.branches
+
+
+def _d2_files(tmp_path: Path, extra: str) -> Path:
+    (tmp_path / "Base.yaml").write_text(
+        textwrap.dedent(
+            """\
+            MODEL:
+              META_ARCHITECTURE: "GeneralizedRCNN"
+              BACKBONE: {NAME: "build_resnet_fpn_backbone"}
+              RESNETS: {OUT_FEATURES: ["res2", "res3", "res4", "res5"]}
+              FPN: {IN_FEATURES: ["res2", "res3", "res4", "res5"]}
+              ANCHOR_GENERATOR: {SIZES: [[32], [64], [128], [256], [512]]}
+              RPN: {IN_FEATURES: ["p2", "p3", "p4", "p5", "p6"]}
+              ROI_HEADS: {NAME: "StandardROIHeads", IN_FEATURES: ["p2", "p3", "p4", "p5"]}
+              ROI_BOX_HEAD: {NAME: "FastRCNNConvFCHead", NUM_FC: 2, POOLER_RESOLUTION: 7}
+            DATASETS:
+              TRAIN: ("my_train",)
+              TEST: ("my_val",)
+            SOLVER:
+              IMS_PER_BATCH: 16
+              BASE_LR: 0.02
+              STEPS: (60000, 80000)
+              MAX_ITER: 90000
+            INPUT:
+              MIN_SIZE_TRAIN: (640, 800)
+            VERSION: 2
+            """
+        )
+    )
+    path = tmp_path / "child.yaml"
+    path.write_text('_BASE_: "Base.yaml"\n' + textwrap.dedent(extra))
+    return path
+
+
+def test_experiment_data_translates_data_solver_and_test(tmp_path):
+    path = _d2_files(
+        tmp_path,
+        """\
+        INPUT: {MIN_SIZE_TRAIN_SAMPLING: "range", CROP: {ENABLED: True, TYPE: "absolute", SIZE: [512, 512]}}
+        SOLVER: {LR_SCHEDULER_NAME: "WarmupCosineLR", WARMUP_ITERS: 100, CLIP_GRADIENTS: {ENABLED: True}}
+        DATALOADER: {NUM_WORKERS: 2, SAMPLER_TRAIN: "RepeatFactorTrainingSampler", REPEAT_THRESHOLD: 0.001}
+        TEST: {EVAL_PERIOD: 5000, PRECISE_BN: {ENABLED: True}}
+        SEED: 7
+        """,
+    )
+    cfg = structure(ExperimentConfig, make_configs.experiment_data(path))
+    assert cfg.data.datasets.train == ("my_train",) and cfg.data.datasets.test == ("my_val",)
+    assert (cfg.data.input.min_size_train, cfg.data.input.min_size_train_sampling) == ((640, 800), "range")
+    assert (cfg.data.input.crop.type, cfg.data.input.crop.size) == ("absolute", (512, 512))
+    assert (cfg.solver.lr_scheduler, cfg.solver.warmup_iters, cfg.solver.clip_gradients.enabled) == (
+        "cosine", 100, True
+    )  # fmt: skip
+    assert (cfg.data.loader.num_workers, cfg.data.loader.sampler) == (2, "RepeatFactorTrainingSampler")
+    assert (cfg.test.eval_period, cfg.test.precise_bn.enabled, cfg.seed) == (5000, True, 7)
+
+
+def test_keys_dt_cannot_honour_are_all_reported_never_dropped(tmp_path):
+    path = _d2_files(
+        tmp_path,
+        """\
+        TEST: {AUG: {ENABLED: True}}
+        SOLVER: {LR_SCHEDULER_NAME: "WarmupStepWithFixedGammaLR", REFERENCE_WORLD_SIZE: 8}
+        INPUT: {SOME_NEW_KEY: 1}
+        """,
+    )
+    with pytest.raises(ConfigError) as err:
+        make_configs.experiment_data(path)
+    problems = "\n".join(err.value.problems)
+    for key in (
+        "TEST.AUG.ENABLED",
+        "SOLVER.LR_SCHEDULER_NAME",
+        "SOLVER.REFERENCE_WORLD_SIZE",
+        "INPUT.SOME_NEW_KEY",
+    ):
+        assert key in problems
+
+
+def test_config_names_work_wherever_a_config_path_does(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no file of that name here: dt-zoo's config source answers
+    cfg = load_experiment("COCO-Detection/retinanet_R_50_FPN_3x.yaml", ["solver.max_iter=300000"])
+    assert cfg.model.name == "RetinaNet" and cfg.solver.max_iter == 300000
+    with pytest.raises(ConfigError, match="did you mean 'COCO-Detection/retinanet_R_50_FPN_3x'"):
+        load_experiment("COCO-Detection/retinanet_R_50_FPN_3X")
+    with pytest.raises(
+        ConfigError, match="has no dt config \\(dt cannot translate detectron2's new_baselines"
+    ):
+        load_experiment("new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ")
+    with pytest.raises(ConfigError, match="mine.yaml: config file not found"):
+        load_experiment("mine.yaml")  # not a zoo name: the ordinary missing-file error
+    own = tmp_path / "COCO-Detection" / "retinanet_R_50_FPN_3x.yaml"
+    own.parent.mkdir()
+    own.write_text("solver: {max_iter: 5, steps: [3]}\n")
+    assert load_experiment("COCO-Detection/retinanet_R_50_FPN_3x.yaml").solver.max_iter == 5  # a file wins
