@@ -91,7 +91,7 @@ class AnalyzeCommand:
 
     name = "analyze"
     summary = "per-module parameters, FLOPs (torch.utils.flop_counter) and activations of a config's model"
-    example = "dt analyze --config configs/mask_rcnn_R_50_FPN.yaml --height 800 --width 1216 --depth 2"
+    example = "dt analyze --config output/demo/config.yaml --height 800 --width 1216 --depth 2"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--config", required=True, metavar="FILE", help="experiment config (YAML or .py)")

@@ -103,7 +103,9 @@ def build_parser(extra_commands: dict[str, Command] | None = None) -> argparse.A
     train.add_argument(
         "--fast-resume", action="store_true", help="with --resume: re-seed the data instead of replaying it"
     )
-    train.add_argument("--weights", metavar="PATH", help="initial weights (e.g. --weights R-50.pth)")
+    train.add_argument(
+        "--weights", metavar="PATH", help="initial weights (e.g. --weights zoo:ImageNetPretrained/MSRA/R-50)"
+    )
     train.add_argument("--num-gpus", type=int, default=1, metavar="N", help="processes per machine (e.g. 8)")
     train.add_argument("--num-machines", type=int, default=1, metavar="M", help="machines (e.g. 2)")
     train.add_argument("--machine-rank", type=int, default=0, metavar="R", help="this machine (e.g. 1)")
