@@ -89,6 +89,9 @@ class RPN(nn.Module):
         smooth_l1_beta: beta of the smooth-L1 loss (0: L1).
     """
 
+    find_top_proposals = staticmethod(find_top_rpn_proposals)
+    """Selects each image's proposals from the decoded boxes (a rotated RPN swaps in its own)."""
+
     def __init__(
         self,
         *,
@@ -225,7 +228,7 @@ class RPN(nn.Module):
             proposals.append(
                 self.box2box_transform.apply_deltas(deltas_i.reshape(-1, b), expanded).view(n, r, b)
             )
-        return find_top_rpn_proposals(
+        return self.find_top_proposals(
             proposals, pred_objectness_logits, image_sizes, self.nms_thresh,
             self.pre_nms_topk[self.training], self.post_nms_topk[self.training], self.min_box_size,
             self.training,
@@ -277,9 +280,19 @@ def build_rpn(config: RPNConfig, input_shape: dict[str, ShapeSpec]) -> RPN:
         num_anchors=anchors.num_cell_anchors[0], box_dim=anchors.box_dim, conv_dims=config.head_conv_dims,
     )  # fmt: skip
     return RPN(
-        in_features=config.in_features, head=head, anchor_generator=anchors,
-        anchor_matcher=Matcher(config.iou_thresholds, config.iou_labels, allow_low_quality_matches=True),
+        in_features=config.in_features,
+        head=head,
+        anchor_generator=anchors,
         box2box_transform=Box2BoxTransform(config.bbox_reg_weights),
+        **rpn_training_kwargs(config),
+    )
+
+
+def rpn_training_kwargs(config: RPNConfig) -> dict:
+    """The ``RPN`` constructor arguments that every RPN config variant fills the same way (matching,
+    sampling, top-k, NMS, losses)."""
+    return dict(
+        anchor_matcher=Matcher(config.iou_thresholds, config.iou_labels, allow_low_quality_matches=True),
         batch_size_per_image=config.batch_size_per_image, positive_fraction=config.positive_fraction,
         pre_nms_topk=(config.pre_nms_topk_train, config.pre_nms_topk_test),
         post_nms_topk=(config.post_nms_topk_train, config.post_nms_topk_test),

@@ -13,8 +13,7 @@ from dt_config import ConfigProblem
 from dt_config import validators as check
 from dt_models.box_regression_rotated import Box2BoxTransformRotated
 from dt_models.layers import cat, shared_channels
-from dt_models.matcher import Matcher
-from dt_models.proposal_generator.rpn import RPN, RPNConfig, StandardRPNHead
+from dt_models.proposal_generator.rpn import RPN, RPNConfig, StandardRPNHead, rpn_training_kwargs
 from dt_models.registry import PROPOSAL_GENERATOR_REGISTRY
 from dt_models.rotated_anchor_generator import RotatedAnchorGeneratorConfig, build_rotated_anchor_generator
 from dt_models.sampling import subsample_labels
@@ -87,6 +86,8 @@ class RRPN(RPN):
     ``forward`` is :meth:`RPN.forward`, with ``RotatedBoxes`` ``gt_boxes`` in ``gt_instances``.
     """
 
+    find_top_proposals = staticmethod(find_top_rrpn_proposals)
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         if self.anchor_boundary_thresh >= 0:
@@ -113,27 +114,6 @@ class RRPN(RPN):
             gt_labels.append(labels)
             matched_gt_boxes.append(matched)
         return gt_labels, matched_gt_boxes
-
-    @torch.no_grad()
-    def predict_proposals(
-        self,
-        anchors: list[RotatedBoxes],
-        pred_objectness_logits: list[torch.Tensor],
-        pred_anchor_deltas: list[torch.Tensor],
-        image_sizes: list[tuple[int, int]],
-    ) -> list[Instances]:
-        proposals = []
-        for anchors_i, deltas_i in zip(anchors, pred_anchor_deltas, strict=True):
-            n, r, b = deltas_i.shape
-            expanded = anchors_i.tensor.unsqueeze(0).expand(n, -1, -1).reshape(-1, b)
-            proposals.append(
-                self.box2box_transform.apply_deltas(deltas_i.reshape(-1, b), expanded).view(n, r, b)
-            )
-        return find_top_rrpn_proposals(
-            proposals, pred_objectness_logits, image_sizes, self.nms_thresh,
-            self.pre_nms_topk[self.training], self.post_nms_topk[self.training], self.min_box_size,
-            self.training,
-        )  # fmt: skip
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -167,17 +147,9 @@ def build_rrpn(config: RRPNConfig, input_shape: dict) -> RRPN:
         num_anchors=anchors.num_cell_anchors[0], box_dim=anchors.box_dim, conv_dims=config.head_conv_dims,
     )  # fmt: skip
     return RRPN(
-        in_features=config.in_features, head=head, anchor_generator=anchors,
-        anchor_matcher=Matcher(config.iou_thresholds, config.iou_labels, allow_low_quality_matches=True),
+        in_features=config.in_features,
+        head=head,
+        anchor_generator=anchors,
         box2box_transform=Box2BoxTransformRotated(config.bbox_reg_weights),
-        batch_size_per_image=config.batch_size_per_image, positive_fraction=config.positive_fraction,
-        pre_nms_topk=(config.pre_nms_topk_train, config.pre_nms_topk_test),
-        post_nms_topk=(config.post_nms_topk_train, config.post_nms_topk_test),
-        nms_thresh=config.nms_thresh, min_box_size=config.min_box_size,
-        anchor_boundary_thresh=config.boundary_thresh,
-        loss_weight={
-            "loss_rpn_cls": config.loss_weight,
-            "loss_rpn_loc": config.bbox_reg_loss_weight * config.loss_weight,
-        },
-        box_reg_loss_type=config.bbox_reg_loss_type, smooth_l1_beta=config.smooth_l1_beta,
-    )  # fmt: skip
+        **rpn_training_kwargs(config),
+    )
