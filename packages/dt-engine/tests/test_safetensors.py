@@ -1,6 +1,5 @@
-"""dt weights as safetensors: a byte-exact round trip, loading by every dt loader, and one-line errors."""
+"""dt weights as safetensors: an exact round trip, loading by every dt loader, and one-line errors."""
 
-import json
 import struct
 
 import pytest
@@ -8,11 +7,10 @@ import torch
 
 from dt_engine.checkpoint import Checkpointer, CheckpointError, save_safetensors, torch_load_checked
 from dt_engine.errors import InputError
-from dt_engine.safetensors_io import SafetensorsError, decode, encode
 from dt_engine.weights import load_model_weights
 
 
-def test_round_trip_keeps_every_dtype_shape_and_value():
+def test_round_trip_keeps_every_dtype_shape_and_value(tmp_path):
     tensors = {
         "f32": torch.randn(3, 4),
         "bf16": torch.randn(5).to(torch.bfloat16),
@@ -22,15 +20,20 @@ def test_round_trip_keeps_every_dtype_shape_and_value():
         "flag": torch.tensor([True, False]),
         "empty": torch.zeros(0, 4),
         "scalar": torch.tensor(2.5, dtype=torch.float64),
-        "strided": torch.arange(12.0).reshape(3, 4).t(),  # not contiguous: stored as its values
     }
-    data = encode(tensors, {"note": "hi"})
-    (length,) = struct.unpack("<Q", data[:8])
-    assert length % 8 == 0 and json.loads(data[8 : 8 + length])["__metadata__"] == {"note": "hi"}
-    loaded, metadata = decode(data)
-    assert list(loaded) == list(tensors) and metadata == {"note": "hi"}
+    module = torch.nn.Module()
     for name, tensor in tensors.items():
-        assert loaded[name].dtype == tensor.dtype and torch.equal(loaded[name], tensor), name
+        module.register_buffer(name, tensor)
+    module.register_buffer("transposed", torch.arange(12.0).reshape(3, 4).t())  # not contiguous
+    module.register_buffer("tied", module.f32[0])  # shares memory with f32: stored as its own copy
+    path = save_safetensors(module, tmp_path / "w.safetensors", iteration=3)
+    loaded = torch_load_checked(path)
+    assert loaded["iteration"] == 3 and loaded["format"] == "dt-weights-v1"
+    expected = {**tensors, "transposed": module.transposed, "tied": module.f32[0]}
+    assert set(loaded["model"]) == set(expected)
+    for name, tensor in expected.items():
+        got = loaded["model"][name]
+        assert got.dtype == tensor.dtype and torch.equal(got, tensor), name
 
 
 def test_dt_loaders_read_safetensors_weights(tmp_path):
@@ -50,22 +53,22 @@ def test_dt_loaders_read_safetensors_weights(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "corrupt, message",
+    "corrupt",
     [
-        (lambda d: d[:-3], "truncated: tensor 'w' ends at byte 24 of 21"),
-        (lambda d: d[:6], "shorter than its 8-byte header length"),
-        (lambda d: struct.pack("<Q", 10**12) + d[8:], "header length 1000000000000 exceeds the file"),
-        (lambda d: d + b"junk", "4 bytes after the last tensor"),
-        (lambda d: d.replace(b'"F32"', b'"F99"'), "tensor 'w' has unknown dtype 'F99'"),
+        lambda d: d[:-3],  # truncated
+        lambda d: d[:6],  # shorter than the header length
+        lambda d: struct.pack("<Q", 10**12) + d[8:],  # header length beyond the file
+        lambda d: d + b"junk",  # bytes after the last tensor
+        lambda d: d.replace(b'"F32"', b'"F99"'),  # unknown dtype
+        lambda d: b"not safetensors at all",
     ],
 )
-def test_broken_files_are_one_clear_line(tmp_path, corrupt, message):
-    data = encode({"w": torch.zeros(2, 3)})
-    with pytest.raises(SafetensorsError, match=message):
-        decode(corrupt(data))
+def test_broken_files_are_one_clear_line(tmp_path, corrupt):
+    good = save_safetensors(torch.nn.Linear(3, 2), tmp_path / "good.safetensors")
     path = tmp_path / "bad.safetensors"
-    path.write_bytes(corrupt(data))
-    with pytest.raises(CheckpointError, match=f"^{path}: not a valid safetensors file"):
+    path.write_bytes(corrupt(good.read_bytes()))
+    with pytest.raises(CheckpointError, match=f"^{path}: not a valid safetensors file") as caught:
         torch_load_checked(path)
+    assert "\n" not in str(caught.value)
     with pytest.raises(InputError, match="not a valid safetensors file"):
         load_model_weights(torch.nn.Linear(3, 2), path)

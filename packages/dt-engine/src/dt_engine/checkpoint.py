@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import safetensors
+import safetensors.torch
 import torch
 from torch import nn
 
 from .comm import all_gather_object, get_rank, get_world_size, is_main_process
 from .ema import unwrap_model
-from .safetensors_io import SafetensorsError, decode, encode
 
 __all__ = [
     "CheckpointError",
@@ -81,11 +82,13 @@ def torch_load_checked(path: str | os.PathLike[str]) -> Any:
 
 def _read_safetensors(path: Path) -> dict[str, Any]:
     try:
-        tensors, metadata = decode(path.read_bytes(), str(path))
+        with safetensors.safe_open(path, framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
-    except SafetensorsError as err:
-        raise CheckpointError(str(err)) from None
+    except (safetensors.SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({_reason(err)})") from None
     iteration = metadata.get("iteration")
     return {
         "format": metadata.get("format", "safetensors"),
@@ -106,7 +109,12 @@ def save_safetensors(
         metadata["iteration"] = str(int(iteration))
     if config is not None:
         metadata["config"] = config
-    data = encode(unwrap_model(model).state_dict(), metadata)
+    # copies on the CPU: safetensors refuses tensors that share memory (tied or viewed parameters)
+    tensors = {
+        name: t.detach().to("cpu", copy=True).contiguous()
+        for name, t in unwrap_model(model).state_dict().items()
+    }
+    data = safetensors.torch.save(tensors, metadata)
     _atomic_write(path, lambda f: f.write(data))
     return path
 
