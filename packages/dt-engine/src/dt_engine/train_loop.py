@@ -188,6 +188,17 @@ class GradClip:
         return None
 
 
+def _nonfinite_message(losses: Mapping[str, float], iteration: int) -> str:
+    """One line naming the loss terms that are NaN/inf, e.g. ``loss_mask = nan at iteration 123``, then
+    the finite ones (a sum of finite terms can overflow too: then ``total_loss`` is named)."""
+    bad = {name: value for name, value in losses.items() if not math.isfinite(value)}
+    if not bad:
+        bad = {"total_loss": sum(losses.values())}
+    named = ", ".join(f"{name} = {value}" for name, value in bad.items())
+    finite = ", ".join(f"{name} = {value:.4g}" for name, value in losses.items() if name not in bad)
+    return f"{named} at iteration {iteration}: training diverged" + (f" (finite: {finite})" if finite else "")
+
+
 class SimpleTrainer(TrainerBase):
     """One optimizer step per iteration on batches from ``data_loader``.
 
@@ -289,7 +300,7 @@ class SimpleTrainer(TrainerBase):
         reduced = reduce_mean({**losses, **extra})
         total = sum(reduced[name] for name in losses)
         if not math.isfinite(total):
-            raise FloatingPointError(f"loss became infinite or NaN at iteration {self.iter}: {reduced}")
+            raise FloatingPointError(_nonfinite_message({name: reduced[name] for name in losses}, self.iter))
         self.storage.put_scalar("total_loss", total)
         for name, value in reduced.items():
             self.storage.put_scalar(name, value)

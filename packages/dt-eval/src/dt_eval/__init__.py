@@ -1,7 +1,8 @@
 """dt-eval: evaluators for detection and segmentation, and a fast exact ``COCOeval``.
 
-Importing ``dt_eval`` is cheap: the evaluators (which may use torch) load on first access.
-``dt_eval.coco`` needs numpy only.
+Importing ``dt_eval`` is cheap: the evaluators load on first access. ``dt_eval.coco`` needs the
+base install only (numpy, pycocotools); the evaluators need the ``torch`` extra
+(``pip install 'dt-eval[torch]'``) and say so in one line when it is missing.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 from typing import Any
+
+from dt_eval._extra import needs_torch_extra
 
 __version__ = importlib.metadata.version("dt-eval")
 
@@ -34,7 +37,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'dt_eval' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    with needs_torch_extra(f"dt_eval.{name}"):
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -18,9 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
+from dt_eval._extra import needs_torch_extra
 
-from dt_structures import pairwise_iou
+with needs_torch_extra("dt_eval.box_proposals (proposal recall)"):
+    import torch
+
+    from dt_structures import pairwise_iou
 
 __all__ = ["AREA_RANGES", "evaluate_box_proposals", "proposal_arrays", "proposal_metrics"]
 

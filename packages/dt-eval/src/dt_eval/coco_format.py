@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from dt_eval._extra import needs_torch_extra
+
 __all__ = [
     "coco_api_from_dataset_dicts",
     "convert_to_coco_dict",
@@ -90,7 +92,8 @@ def _polygon_area(poly: Sequence[float]) -> float:
 
 
 def _to_xywh(bbox: Sequence[float], mode: Any) -> list[float]:
-    from dt_structures import BoxMode
+    with needs_torch_extra("converting dataset dicts to COCO json"):
+        from dt_structures import BoxMode
 
     mode = BoxMode(int(mode))
     if mode == BoxMode.XYWHA_ABS:

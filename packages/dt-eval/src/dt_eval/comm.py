@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dt_config import get_rank, get_world_size, is_main_process
-from dt_config.dist import process_group as _dist
+from dt_eval._extra import needs_torch_extra
+
+with needs_torch_extra("dt_eval's evaluators"):
+    from dt_config import get_rank, get_world_size, is_main_process
+    from dt_config.dist import process_group as _dist
 
 __all__ = ["gather", "gather_list", "get_rank", "get_world_size", "is_main_process", "synchronize"]
 

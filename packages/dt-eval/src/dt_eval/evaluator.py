@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any, Protocol, runtime_checkable
 
 from dt_eval import comm
+from dt_eval._extra import needs_torch_extra
 
 __all__ = ["DatasetEvaluator", "DatasetEvaluators", "inference_on_dataset", "print_csv_format"]
 
@@ -99,7 +100,8 @@ def inference_on_dataset(
     Logs the total and per-image inference time (warm-up of up to 5 batches excluded) and shows a
     progress bar. With a DDP process group, evaluators gather to rank 0; other ranks get ``{}``.
     """
-    import torch
+    with needs_torch_extra("dt_eval.inference_on_dataset"):
+        import torch
 
     if evaluator is None:
         evaluator = DatasetEvaluators([])
