@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from dt_config import ConfigError
 from dt_models import build_model, detectron2_model_config
 from dt_models.checkpoint import detectron2_name
 
@@ -16,10 +15,6 @@ ROOT = Path(__file__).resolve().parent / "data" / "detectron2_configs"
 MODEL_CONFIGS = sorted(
     str(p.relative_to(ROOT)) for p in ROOT.rglob("*.yaml") if not p.name.startswith("Base-")
 )
-NOT_SUPPORTED = {  # config: the problem its translation reports
-    "COCO-Detection/fast_rcnn_R_50_FPN_1x.yaml": "MODEL.PROPOSAL_GENERATOR.NAME = 'PrecomputedProposals'",
-}
-SUPPORTED = [c for c in MODEL_CONFIGS if c not in NOT_SUPPORTED]
 
 
 def _detectron2_keys() -> dict[str, set[str]]:
@@ -33,14 +28,14 @@ def test_the_whole_zoo_is_here():
     assert set(_detectron2_keys()) == set(MODEL_CONFIGS)
 
 
-@pytest.mark.parametrize("config", SUPPORTED)
+@pytest.mark.parametrize("config", MODEL_CONFIGS)
 def test_translates(config):
     cfg = detectron2_model_config(ROOT / config)
     assert cfg.pixel_mean and cfg.backbone is not None
 
 
 @pytest.mark.slow  # about 0.5 s per config
-@pytest.mark.parametrize("config", SUPPORTED)
+@pytest.mark.parametrize("config", MODEL_CONFIGS)
 def test_builds_with_detectron2_state_dict_keys(config):
     model = build_model(detectron2_model_config(ROOT / config), device="meta")
     keys = list(model.state_dict())
@@ -49,12 +44,6 @@ def test_builds_with_detectron2_state_dict_keys(config):
     expected = _detectron2_keys()[config]
     missing, unexpected = sorted(expected - set(names)), sorted(set(names) - expected)
     assert not missing and not unexpected, f"missing {missing[:5]}, unexpected {unexpected[:5]}"
-
-
-@pytest.mark.parametrize("config", sorted(NOT_SUPPORTED))
-def test_unsupported_configs_say_why(config):
-    with pytest.raises(ConfigError, match=NOT_SUPPORTED[config]):
-        detectron2_model_config(ROOT / config)
 
 
 def test_meta_device_build_allocates_nothing():

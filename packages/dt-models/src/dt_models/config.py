@@ -21,7 +21,7 @@ from dt_models.backbone import (
 )
 from dt_models.meta_arch import GeneralizedRCNNConfig, ImageModelConfig, ProposalNetworkConfig
 from dt_models.poolers import PoolerConfig
-from dt_models.proposal_generator import RPNConfig
+from dt_models.proposal_generator import PrecomputedProposalsConfig, RPNConfig
 from dt_models.registry import (
     CURRENT_VERSION,
     BackboneConfig,
@@ -66,6 +66,7 @@ __all__ = [
     "MaskRCNNConvUpsampleHeadConfig",
     "ModelConfig",
     "PoolerConfig",
+    "PrecomputedProposalsConfig",
     "ProposalGeneratorConfig",
     "ProposalNetworkConfig",
     "ROIBranchConfig",

@@ -38,6 +38,7 @@ __all__ = [
     "BackboneConfig",
     "BoxHeadConfig",
     "BoxPredictorConfig",
+    "ClassCount",
     "MaskHeadConfig",
     "ModelConfig",
     "ProposalGeneratorConfig",
@@ -116,6 +117,22 @@ class ROIBranchConfig(Tagged):
         return frozenset()
 
 
+@attrs.frozen(kw_only=True)
+class ClassCount:
+    """How many classes one head of a model predicts, so the training data can be checked against it.
+
+    ``kind``: ``"thing"`` (instance classes, a dataset's ``thing_classes``) or ``"stuff"`` (semantic
+    labels, indices into ``stuff_classes``); ``key``: the dotted path of the field in the model config;
+    ``ignore_value``/``ignore_key``: the label a semantic head ignores (a dataset's ``ignore_label``).
+    """
+
+    kind: str = attrs.field(validator=check.one_of(("thing", "stuff")))
+    num_classes: int
+    key: str
+    ignore_value: int | None = None
+    ignore_key: str | None = None
+
+
 @attrs.define(frozen=True, kw_only=True)
 class ModelConfig(Tagged):
     """Base of model configs; the data's ``name`` picks the meta-architecture (default: GeneralizedRCNN)."""
@@ -125,6 +142,10 @@ class ModelConfig(Tagged):
     def gt_fields(self) -> frozenset[str]:
         """The ground-truth ``Instances`` fields the model trains on (``gt_boxes``, ``gt_masks``, ...)."""
         return frozenset()
+
+    def class_counts(self) -> tuple[ClassCount, ...]:
+        """The number of classes of each head that predicts classes (none for a class-agnostic model)."""
+        return ()
 
 
 BACKBONE_REGISTRY = Registry("backbone", BackboneConfig, group="dt_models.backbone")

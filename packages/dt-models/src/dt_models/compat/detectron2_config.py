@@ -31,8 +31,6 @@ _BACKBONES = {
 _ARCHS = ("GeneralizedRCNN", "ProposalNetwork", *EXTRA_ARCHS)
 # (key, the only value dt supports)
 _FIXED = {
-    "MODEL.LOAD_PROPOSALS": False,
-    "MODEL.PROPOSAL_GENERATOR.NAME": "RPN",
     "MODEL.ANCHOR_GENERATOR.NAME": "DefaultAnchorGenerator",
     "MODEL.RPN.HEAD_NAME": "StandardRPNHead",
 }
@@ -112,6 +110,22 @@ def _tuple2(values: Any) -> list[list[float]]:
     return [list(v) for v in values]
 
 
+def _precomputed_proposals(r: _Reader) -> bool:
+    """Whether the config is a Fast R-CNN on precomputed proposals (``PrecomputedProposals``, which
+    dt loads exactly when detectron2's ``LOAD_PROPOSALS`` is on); the other generator is the RPN."""
+    name = r("MODEL.PROPOSAL_GENERATOR.NAME")
+    if name not in ("RPN", "PrecomputedProposals"):
+        r.problems.append(
+            f"MODEL.PROPOSAL_GENERATOR.NAME = {name!r} is not supported "
+            "(dt supports 'RPN', 'PrecomputedProposals')"
+        )
+    precomputed = name == "PrecomputedProposals"
+    r.require("MODEL.LOAD_PROPOSALS", precomputed)
+    if precomputed:
+        r.require("MODEL.PROPOSAL_GENERATOR.MIN_SIZE", 0)
+    return precomputed
+
+
 def _translate(r: _Reader) -> dict:
     for key, expected in _FIXED.items():
         r.require(key, expected)
@@ -153,32 +167,36 @@ def _translate(r: _Reader) -> dict:
             backbone["top_block_in_feature"] = "res5"
     else:
         backbone = {"name": "ResNet", **resnet}
-    rpn = {
-        "name": "RPN",
-        "in_features": list(r("MODEL.RPN.IN_FEATURES")),
-        "head_conv_dims": list(r("MODEL.RPN.CONV_DIMS")),
-        "anchor_generator": {
-            "sizes": _tuple2(r("MODEL.ANCHOR_GENERATOR.SIZES")),
-            "aspect_ratios": _tuple2(r("MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS")),
-            "offset": r("MODEL.ANCHOR_GENERATOR.OFFSET"),
-        },
-        "iou_thresholds": list(r("MODEL.RPN.IOU_THRESHOLDS")),
-        "iou_labels": list(r("MODEL.RPN.IOU_LABELS")),
-        "batch_size_per_image": r("MODEL.RPN.BATCH_SIZE_PER_IMAGE"),
-        "positive_fraction": r("MODEL.RPN.POSITIVE_FRACTION"),
-        "bbox_reg_weights": list(r("MODEL.RPN.BBOX_REG_WEIGHTS")),
-        "bbox_reg_loss_type": r("MODEL.RPN.BBOX_REG_LOSS_TYPE"),
-        "smooth_l1_beta": r("MODEL.RPN.SMOOTH_L1_BETA"),
-        "loss_weight": r("MODEL.RPN.LOSS_WEIGHT"),
-        "bbox_reg_loss_weight": r("MODEL.RPN.BBOX_REG_LOSS_WEIGHT"),
-        "pre_nms_topk_train": r("MODEL.RPN.PRE_NMS_TOPK_TRAIN"),
-        "pre_nms_topk_test": r("MODEL.RPN.PRE_NMS_TOPK_TEST"),
-        "post_nms_topk_train": r("MODEL.RPN.POST_NMS_TOPK_TRAIN"),
-        "post_nms_topk_test": r("MODEL.RPN.POST_NMS_TOPK_TEST"),
-        "nms_thresh": r("MODEL.RPN.NMS_THRESH"),
-        "min_box_size": r("MODEL.PROPOSAL_GENERATOR.MIN_SIZE"),
-        "boundary_thresh": r("MODEL.RPN.BOUNDARY_THRESH"),
-    }
+    rpn = (
+        {"name": "PrecomputedProposals"}
+        if _precomputed_proposals(r)
+        else {
+            "name": "RPN",
+            "in_features": list(r("MODEL.RPN.IN_FEATURES")),
+            "head_conv_dims": list(r("MODEL.RPN.CONV_DIMS")),
+            "anchor_generator": {
+                "sizes": _tuple2(r("MODEL.ANCHOR_GENERATOR.SIZES")),
+                "aspect_ratios": _tuple2(r("MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS")),
+                "offset": r("MODEL.ANCHOR_GENERATOR.OFFSET"),
+            },
+            "iou_thresholds": list(r("MODEL.RPN.IOU_THRESHOLDS")),
+            "iou_labels": list(r("MODEL.RPN.IOU_LABELS")),
+            "batch_size_per_image": r("MODEL.RPN.BATCH_SIZE_PER_IMAGE"),
+            "positive_fraction": r("MODEL.RPN.POSITIVE_FRACTION"),
+            "bbox_reg_weights": list(r("MODEL.RPN.BBOX_REG_WEIGHTS")),
+            "bbox_reg_loss_type": r("MODEL.RPN.BBOX_REG_LOSS_TYPE"),
+            "smooth_l1_beta": r("MODEL.RPN.SMOOTH_L1_BETA"),
+            "loss_weight": r("MODEL.RPN.LOSS_WEIGHT"),
+            "bbox_reg_loss_weight": r("MODEL.RPN.BBOX_REG_LOSS_WEIGHT"),
+            "pre_nms_topk_train": r("MODEL.RPN.PRE_NMS_TOPK_TRAIN"),
+            "pre_nms_topk_test": r("MODEL.RPN.PRE_NMS_TOPK_TEST"),
+            "post_nms_topk_train": r("MODEL.RPN.POST_NMS_TOPK_TRAIN"),
+            "post_nms_topk_test": r("MODEL.RPN.POST_NMS_TOPK_TEST"),
+            "nms_thresh": r("MODEL.RPN.NMS_THRESH"),
+            "min_box_size": r("MODEL.PROPOSAL_GENERATOR.MIN_SIZE"),
+            "boundary_thresh": r("MODEL.RPN.BOUNDARY_THRESH"),
+        }
+    )
     model = {
         "name": arch,
         "backbone": backbone,
@@ -200,6 +218,8 @@ def _unused_sections(r: _Reader, model: dict) -> set[str]:
         unused |= unused_roi_sections(r, model["roi_heads"])
     if model["backbone"]["name"] != "ResNetFPN":
         unused.add("FPN")
+    if model.get("proposal_generator", {}).get("name") == "PrecomputedProposals":
+        unused |= {"RPN", "ANCHOR_GENERATOR"}
     return unused
 
 

@@ -17,7 +17,7 @@ from dt_config import validators as check
 from dt_models.backbone import Backbone, ResNetConfig, ResNetFPNConfig
 from dt_models.meta_arch.image_model import ImageModel, ImageModelConfig
 from dt_models.meta_arch.postprocessing import detector_postprocess
-from dt_models.registry import BackboneConfig
+from dt_models.registry import BackboneConfig, ClassCount
 from dt_structures import Boxes, ImageList, Instances
 
 __all__ = ["DenseDetector", "DenseDetectorConfig", "permute_to_N_HWA_K", "retinanet_backbone_config"]
@@ -224,6 +224,9 @@ class DenseDetectorConfig(ImageModelConfig):
 
     def gt_fields(self) -> frozenset[str]:
         return frozenset({"gt_boxes", "gt_classes"})
+
+    def class_counts(self) -> tuple[ClassCount, ...]:
+        return (ClassCount(kind="thing", num_classes=self.num_classes, key="num_classes"),)
 
     def inference_kwargs(self) -> dict[str, Any]:
         """The :class:`DenseDetector` inference arguments the config sets."""

@@ -23,6 +23,7 @@ from dt_models.registry import (
     META_ARCH_REGISTRY,
     PROPOSAL_GENERATOR_REGISTRY,
     ROI_HEADS_REGISTRY,
+    ClassCount,
     ROIHeadsConfig,
 )
 from dt_models.roi_heads import MaskBranchConfig, StandardROIHeadsConfig
@@ -205,6 +206,9 @@ class PanopticFPNConfig(GeneralizedRCNNConfig):
             raise ConfigProblem(
                 "PanopticFPN needs a mask branch (e.g. mask: {name: MaskBranch})", key="roi_heads"
             )
+
+    def class_counts(self) -> tuple[ClassCount, ...]:
+        return (*super().class_counts(), self.sem_seg_head.class_count("sem_seg_head"))
 
 
 @META_ARCH_REGISTRY.register(PanopticFPNConfig)

@@ -15,10 +15,12 @@ from dt_models.build import build_backbone
 from dt_models.meta_arch.image_model import ImageModel, ImageModelConfig
 from dt_models.meta_arch.postprocessing import detector_postprocess
 from dt_models.proposal_generator import RPNConfig
+from dt_models.proposal_generator.precomputed import proposals_from_inputs
 from dt_models.registry import (
     META_ARCH_REGISTRY,
     PROPOSAL_GENERATOR_REGISTRY,
     ROI_HEADS_REGISTRY,
+    ClassCount,
     ProposalGeneratorConfig,
     ROIHeadsConfig,
 )
@@ -45,7 +47,8 @@ class GeneralizedRCNN(ImageModel):
 
     Args:
         backbone: feature extractor; its ``size_divisibility`` decides the padding.
-        proposal_generator: ``(images, features, gt_instances) -> (proposals, losses)``.
+        proposal_generator: ``(images, features, gt_instances) -> (proposals, losses)``; ``None``
+            (``PrecomputedProposals``): each input's ``proposals`` are used.
         roi_heads: ``(images, features, proposals, gt_instances) -> (instances, losses)``.
         pixel_mean, pixel_std, input_format: as for :class:`ImageModel`.
     """
@@ -54,7 +57,7 @@ class GeneralizedRCNN(ImageModel):
         self,
         *,
         backbone: Backbone,
-        proposal_generator: nn.Module,
+        proposal_generator: nn.Module | None,
         roi_heads: nn.Module,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
@@ -72,9 +75,14 @@ class GeneralizedRCNN(ImageModel):
         images = self.preprocess_image(batched_inputs)
         gt_instances = self.gt_instances(batched_inputs)
         features = self.extract_features(images)
-        proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
+        proposals, proposal_losses = self._proposals(batched_inputs, images, features, gt_instances)
         _, detector_losses = self.roi_heads(images, features, proposals, gt_instances)
         return {**detector_losses, **proposal_losses}
+
+    def _proposals(self, batched_inputs, images, features, gt_instances):
+        if self.proposal_generator is None:  # precomputed, made by the data mapper
+            return proposals_from_inputs(batched_inputs, self.device), {}
+        return self.proposal_generator(images, features, gt_instances)
 
     def inference(
         self,
@@ -92,7 +100,7 @@ class GeneralizedRCNN(ImageModel):
         images = self.preprocess_image(batched_inputs)
         features = self.extract_features(images)
         if detected_instances is None:
-            proposals, _ = self.proposal_generator(images, features, None)
+            proposals, _ = self._proposals(batched_inputs, images, features, None)
             results, _ = self.roi_heads(images, features, proposals, None)
         else:
             results = self.roi_heads.forward_with_given_boxes(
@@ -158,6 +166,11 @@ class GeneralizedRCNNConfig(ImageModelConfig):
 
     def gt_fields(self) -> frozenset[str]:
         return self.roi_heads.gt_fields() | {"gt_boxes"}
+
+    def class_counts(self) -> tuple[ClassCount, ...]:
+        return (
+            ClassCount(kind="thing", num_classes=self.roi_heads.num_classes, key="roi_heads.num_classes"),
+        )
 
 
 @attrs.define(frozen=True, kw_only=True)

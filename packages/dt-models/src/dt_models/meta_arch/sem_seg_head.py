@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from dt_config import ConfigProblem
 from dt_config import validators as check
 from dt_models.layers import NORM_NAMES, Conv2d, ShapeSpec, get_norm
+from dt_models.registry import ClassCount
 
 __all__ = ["SemSegFPNHead", "SemSegFPNHeadConfig", "build_sem_seg_fpn_head"]
 
@@ -129,6 +130,13 @@ class SemSegFPNHeadConfig:
 
     def input_features(self) -> dict[str, tuple[str, ...]]:
         return {"in_features": self.in_features}
+
+    def class_count(self, key: str) -> ClassCount:
+        """Its semantic classes, for the model config that holds it at ``key`` (e.g. ``"sem_seg_head"``)."""
+        return ClassCount(
+            kind="stuff", num_classes=self.num_classes, key=f"{key}.num_classes",
+            ignore_value=self.ignore_value, ignore_key=f"{key}.ignore_value",
+        )  # fmt: skip
 
 
 def build_sem_seg_fpn_head(

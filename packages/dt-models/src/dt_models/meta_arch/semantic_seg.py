@@ -16,7 +16,7 @@ from dt_models.backbone import Backbone
 from dt_models.build import build_backbone
 from dt_models.meta_arch.image_model import ImageModel, ImageModelConfig
 from dt_models.meta_arch.sem_seg_head import SemSegFPNHead, SemSegFPNHeadConfig, build_sem_seg_fpn_head
-from dt_models.registry import META_ARCH_REGISTRY
+from dt_models.registry import META_ARCH_REGISTRY, ClassCount
 from dt_structures import ImageList
 
 __all__ = [
@@ -106,6 +106,9 @@ class SemanticSegmentorConfig(ImageModelConfig):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.check_input_features(self.sem_seg_head, "sem_seg_head")
+
+    def class_counts(self) -> tuple[ClassCount, ...]:
+        return (self.sem_seg_head.class_count("sem_seg_head"),)
 
 
 @META_ARCH_REGISTRY.register(SemanticSegmentorConfig)
