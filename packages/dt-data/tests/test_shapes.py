@@ -78,3 +78,52 @@ def test_register_shapes_env_root_and_kinds(tmp_path, monkeypatch):
         for n in names:
             DatasetCatalog.remove(n)
             MetadataCatalog.remove(n)
+
+
+def test_keypoints_are_the_regions_centroid_and_extreme_points(tiny_shapes, shapes_root):
+    folder = generate_shapes("train", 8, 64, 3, shapes_root)
+    with open(folder / "keypoints.json") as f:
+        coco = json.load(f)
+    assert coco["categories"][0]["keypoints"] == ["center", "top", "bottom", "left", "right"]
+    keypoint_dicts = load_shapes("train", 8, 64, 3, shapes_root, "keypoints")
+    for d, kd in zip(tiny_shapes, keypoint_dicts, strict=True):
+        pan = cv2.imread(d["pan_seg_file_name"])[:, :, ::-1].astype(np.int64)
+        pan_id = pan[..., 0] + 256 * pan[..., 1] + 65536 * pan[..., 2]
+        things = [s for s in d["segments_info"] if s["isthing"]]
+        for ann, seg in zip(kd["annotations"], things, strict=True):
+            ys, xs = np.nonzero(pan_id == seg["id"])
+            points = np.asarray(ann["keypoints"]).reshape(5, 3)
+            assert (points[:, 2] == 2).all()
+            x, y = points[:, 0] - 0.5, points[:, 1] - 0.5  # the loader moved pixel indices to centres
+            np.testing.assert_allclose([x[0], y[0]], [xs.mean(), ys.mean()], atol=0.01)
+            assert (y[1], y[2], x[3], x[4]) == (ys.min(), ys.max(), xs.min(), xs.max())
+            assert xs[ys == ys.min()].min() <= x[1] <= xs[ys == ys.min()].max()
+            assert ys[xs == xs.max()].min() <= y[4] <= ys[xs == xs.max()].max()
+
+
+def test_keypoints_flip_with_the_flip_map(shapes_root):
+    from dt_data.datasets.shapes import _keypoints_of
+
+    region = np.zeros((20, 30), bool)
+    region[3:9, 4:12] = True
+    region[9:15, 4:7] = True  # an L: its extreme points are not symmetric
+    points = np.asarray(_keypoints_of(region)).reshape(5, 3)
+    flipped = np.asarray(_keypoints_of(region[:, ::-1])).reshape(5, 3)
+    mirrored = points.copy()
+    mirrored[:, 0] = region.shape[1] - 1 - mirrored[:, 0]
+    mirrored[[3, 4]] = mirrored[[4, 3]]  # left <-> right
+    np.testing.assert_allclose(flipped, mirrored)
+
+
+def test_keypoint_dataset_metadata(tmp_path):
+    names = register_shapes("unit_kp_shapes", num_train=2, num_val=1, image_size=48, seed=1, root=tmp_path)
+    try:
+        meta = MetadataCatalog.get("unit_kp_shapes_train_keypoints")
+        assert meta.evaluator_type == "coco" and meta.json_file.endswith("keypoints.json")
+        assert meta.keypoint_flip_map == [["left", "right"]] and len(meta.keypoint_oks_sigmas) == 5
+        assert "keypoints" in DatasetCatalog.get("unit_kp_shapes_val_keypoints")[0]["annotations"][0]
+        assert "keypoints" not in DatasetCatalog.get("unit_kp_shapes_val")[0]["annotations"][0]
+    finally:
+        for n in names:
+            DatasetCatalog.remove(n)
+            MetadataCatalog.remove(n)

@@ -31,7 +31,10 @@ def build_mapper(
 ) -> DatasetMapper:
     """The :class:`DatasetMapper` detectron2 would build: augmentations from ``config.input``,
     ``recompute_boxes`` when masks are on and a crop is configured, keypoint flip indices from the
-    training datasets' metadata."""
+    training datasets' metadata, and precomputed proposals (``precomputed_proposal_topk`` per image;
+    ``None``: the config's ``precomputed_proposal_topk_*`` when its datasets have proposal files)."""
+    if precomputed_proposal_topk is None:
+        precomputed_proposal_topk = config.datasets.proposal_topk(is_train)
     return DatasetMapper(
         is_train,
         augmentations=build_augmentation(config.input, is_train),
@@ -72,11 +75,13 @@ def build_train_loader(
     min_keypoints: int = 0,
     seed: int | None = None,
 ) -> Any:
-    """Training batches from ``config.datasets.train`` (see :func:`build_detection_train_loader`)."""
+    """Training batches from ``config.datasets.train`` (see :func:`build_detection_train_loader`),
+    with the proposals of ``proposal_files_train``."""
     dicts = get_detection_dataset_dicts(
         config.datasets.train,
         filter_empty=config.loader.filter_empty_annotations,
         min_keypoints=min_keypoints if keypoint_on else 0,
+        proposal_files=config.datasets.proposal_files_train or None,
     )
     if mapper is None:
         mapper = build_mapper(config, True, mask_on=mask_on, keypoint_on=keypoint_on)
@@ -98,11 +103,17 @@ def build_test_loader(
     mapper: Callable[..., Any] | None = None,
     batch_size: int = 1,
 ) -> torchdata.DataLoader:
-    """Inference loader over one registered test dataset."""
+    """Inference loader over one registered test dataset (with the proposals of its file in
+    ``proposal_files_test``)."""
     if dataset_name not in DatasetCatalog:
         DatasetCatalog.get(dataset_name)  # raises KeyError with close names
+    proposal_file = config.datasets.proposal_file(dataset_name, is_train=False)
     return build_detection_test_loader(
-        dataset_name,
+        get_detection_dataset_dicts(
+            dataset_name,
+            filter_empty=False,
+            proposal_files=None if proposal_file is None else [proposal_file],
+        ),
         mapper=build_mapper(config, False) if mapper is None else mapper,
         batch_size=batch_size,
         num_workers=config.loader.num_workers,

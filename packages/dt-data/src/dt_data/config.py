@@ -39,10 +39,42 @@ def _positive_ints(instance: object, attribute: attrs.Attribute, value: tuple) -
 
 @attrs.define(frozen=True, kw_only=True)
 class DatasetsConfig:
-    """Registered dataset names to train and test on."""
+    """Registered dataset names to train and test on.
+
+    ``proposal_files_train`` / ``proposal_files_test``: precomputed proposals (detectron2's proposal
+    file format), one file per dataset of ``train`` / ``test`` in the same order, or none; the mapper
+    keeps the ``precomputed_proposal_topk_*`` best of each image (for a model with
+    ``proposal_generator: {name: PrecomputedProposals}``).
+    """
 
     train: tuple[str, ...] = attrs.field(default=("shapes_train",), converter=_as_tuple, validator=_names)
     test: tuple[str, ...] = attrs.field(default=("shapes_val",), converter=_as_tuple, validator=_names)
+    proposal_files_train: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple, validator=_names)
+    proposal_files_test: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple, validator=_names)
+    precomputed_proposal_topk_train: int = attrs.field(default=2000, validator=check.greater_than(0))
+    precomputed_proposal_topk_test: int = attrs.field(default=1000, validator=check.greater_than(0))
+
+    def __attrs_post_init__(self) -> None:
+        for split in ("train", "test"):
+            files, names = getattr(self, f"proposal_files_{split}"), getattr(self, split)
+            if files and len(files) != len(names):
+                raise ConfigProblem(
+                    f"expected one proposal file per dataset of {split} ({len(names)}), got {len(files)}",
+                    key=f"proposal_files_{split}",
+                )
+
+    def proposal_file(self, dataset_name: str, is_train: bool) -> str | None:
+        """The proposal file of ``dataset_name`` in ``train`` (``is_train``) or ``test``, if any."""
+        names, files = (
+            (self.train, self.proposal_files_train) if is_train else (self.test, self.proposal_files_test)
+        )
+        return files[names.index(dataset_name)] if files and dataset_name in names else None
+
+    def proposal_topk(self, is_train: bool) -> int | None:
+        """Proposals the mapper keeps per image when ``train`` (``test``) has proposal files, else None."""
+        if is_train:
+            return self.precomputed_proposal_topk_train if self.proposal_files_train else None
+        return self.precomputed_proposal_topk_test if self.proposal_files_test else None
 
 
 @attrs.define(frozen=True, kw_only=True)

@@ -8,7 +8,10 @@ horizon, ``ground`` below). Written once into a cache folder (``root`` argument,
 - ``images/NNNNNN.jpg``; ``instances.json`` (COCO: visible-region polygons that reflect occlusion,
   XYWH boxes of the visible region, areas);
 - ``sem_seg/NNNNNN.png`` (mode L; 0..4 the shapes, 5 sky, 6 ground);
-- ``panoptic/NNNNNN.png`` (RGB, id = R + 256 G + 256^2 B) with ``panoptic.json`` (COCO panoptic).
+- ``panoptic/NNNNNN.png`` (RGB, id = R + 256 G + 256^2 B) with ``panoptic.json`` (COCO panoptic);
+- ``keypoints.json``: the instances with five keypoints each (COCO keypoints, pixel indices):
+  the visible region's centroid and its top, bottom, left and right extreme points (the middle of
+  the extreme row or column), all visible; a horizontal flip swaps ``left`` and ``right``.
 
 Image ``i`` depends only on (seed, split, i), so sets of different sizes share their first images.
 """
@@ -28,6 +31,7 @@ from ..catalog import DatasetCatalog, MetadataCatalog
 from .coco import load_coco_json
 
 __all__ = [
+    "KEYPOINT_NAMES",
     "SHAPES_CATEGORIES",
     "generate_shapes",
     "load_shapes",
@@ -52,8 +56,19 @@ _COLORS = [
     (70, 170, 230),
     (140, 110, 60),
 ]
-_VERSION = 2
+KEYPOINT_NAMES = ("center", "top", "bottom", "left", "right")
+KEYPOINT_FLIP_MAP = (("left", "right"),)
+KEYPOINT_SKELETON = (("center", "top"), ("center", "bottom"), ("center", "left"), ("center", "right"))
+KEYPOINT_OKS_SIGMAS = (0.05,) * len(KEYPOINT_NAMES)  # about COCO's sigmas for well-defined joints
+_VERSION = 3
 _SPLIT_CODES = {"train": 0, "val": 1}
+# dataset kind -> (name suffix, evaluator type)
+_KINDS = {
+    "instances": ("", "coco"),
+    "keypoints": ("_keypoints", "coco"),
+    "panoptic": ("_panoptic", "coco_panoptic_seg"),
+    "sem_seg": ("_sem_seg", "sem_seg"),
+}
 
 
 def shapes_root(root: str | os.PathLike | None = None) -> Path:
@@ -138,6 +153,26 @@ def _polygon_of(region: np.ndarray) -> list[float]:
     return ((contour.astype(np.float64) + 0.5) / 2).round(2).reshape(-1).tolist()
 
 
+def _keypoints_of(region: np.ndarray) -> list[float]:
+    """COCO keypoints ``[x, y, v] * 5`` (pixel indices, v = 2) of a region ``bool[H, W]``, in
+    ``KEYPOINT_NAMES`` order; an extreme point is the middle of the region's pixels on its extreme
+    row or column, so that flipping the region flips its keypoints exactly."""
+    ys, xs = np.nonzero(region)
+
+    def middle(values: np.ndarray) -> float:
+        return float(values.min() + values.max()) / 2
+
+    top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
+    points = [
+        (float(xs.mean()), float(ys.mean())),
+        (middle(xs[ys == top]), float(top)),
+        (middle(xs[ys == bottom]), float(bottom)),
+        (float(left), middle(ys[xs == left])),
+        (float(right), middle(ys[xs == right])),
+    ]
+    return [round(v, 2) for x, y in points for v in (x, y, 2)]
+
+
 def _pick_center(rng: np.random.Generator, size: int, radius: float, centers: list[np.ndarray]) -> np.ndarray:
     """Anywhere in the central 80%, or (half the time) overlapping an earlier shape."""
     if centers and rng.random() < 0.5:
@@ -188,7 +223,7 @@ def _generate_image(
 def _write_split(out: Path, split: str, num_images: int, image_size: int, seed: int, max_shapes: int) -> None:
     for sub in ("images", "sem_seg", "panoptic"):
         (out / sub).mkdir(parents=True)
-    images, annotations, pan_annotations = [], [], []
+    images, annotations, pan_annotations, keypoints = [], [], [], []
     ann_id = 1
     for i in range(num_images):
         rng = np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_CODES[split], i]))
@@ -221,6 +256,7 @@ def _write_split(out: Path, split: str, num_images: int, image_size: int, seed: 
                     "segmentation": [_polygon_of(region)],
                 }
             )
+            keypoints.append(_keypoints_of(region))
             ann_id += 1
         cv2.imwrite(str(out / "sem_seg" / f"{stem}.png"), sem)
         rgb = np.stack([pan % 256, pan // 256 % 256, pan // 65536], axis=-1).astype(np.uint8)
@@ -229,6 +265,19 @@ def _write_split(out: Path, split: str, num_images: int, image_size: int, seed: 
     things = [c for c in SHAPES_CATEGORIES if c["isthing"]]
     with open(out / "instances.json", "w") as f:
         json.dump({"images": images, "annotations": annotations, "categories": things}, f)
+    skeleton = [[KEYPOINT_NAMES.index(a) + 1, KEYPOINT_NAMES.index(b) + 1] for a, b in KEYPOINT_SKELETON]
+    with open(out / "keypoints.json", "w") as f:
+        json.dump(
+            {
+                "images": images,
+                "annotations": [
+                    a | {"keypoints": k, "num_keypoints": len(KEYPOINT_NAMES)}
+                    for a, k in zip(annotations, keypoints, strict=True)
+                ],
+                "categories": [c | {"keypoints": list(KEYPOINT_NAMES), "skeleton": skeleton} for c in things],
+            },
+            f,
+        )
     with open(out / "panoptic.json", "w") as f:
         json.dump({"images": images, "annotations": pan_annotations, "categories": SHAPES_CATEGORIES}, f)
 
@@ -275,8 +324,15 @@ def generate_shapes(
     return out
 
 
-def _metadata(folder: Path) -> dict:
+def _metadata(folder: Path, kind: str) -> dict:
     things = [c for c in SHAPES_CATEGORIES if c["isthing"]]
+    keypoint_metadata = {
+        "json_file": str(folder / "keypoints.json"),
+        "keypoint_names": list(KEYPOINT_NAMES),
+        "keypoint_flip_map": [list(pair) for pair in KEYPOINT_FLIP_MAP],
+        "keypoint_connection_rules": [(a, b, (255, 255, 0)) for a, b in KEYPOINT_SKELETON],
+        "keypoint_oks_sigmas": list(KEYPOINT_OKS_SIGMAS),
+    }
     return {
         "thing_classes": [c["name"] for c in things],
         "thing_colors": _COLORS[: len(things)],
@@ -291,7 +347,7 @@ def _metadata(folder: Path) -> dict:
         "panoptic_json": str(folder / "panoptic.json"),
         "ignore_label": 255,
         "label_divisor": 1000,
-    }
+    } | (keypoint_metadata if kind == "keypoints" else {})
 
 
 def load_shapes(
@@ -304,18 +360,19 @@ def load_shapes(
     dataset_name: str | None = None,
 ) -> list[dict]:
     """Dataset dicts of a shapes split (generated on first use). ``kind``: ``"instances"`` (COCO
-    dicts), ``"panoptic"`` (plus ``sem_seg_file_name``, ``pan_seg_file_name`` and ``segments_info``
-    with contiguous ``category_id`` and ``isthing``) or ``"sem_seg"`` (``file_name`` and
-    ``sem_seg_file_name`` only)."""
-    if kind not in ("instances", "panoptic", "sem_seg"):
-        raise ValueError(f"load_shapes: kind must be instances, panoptic or sem_seg, got {kind!r}")
+    dicts), ``"keypoints"`` (COCO dicts whose annotations have ``keypoints``), ``"panoptic"`` (plus
+    ``sem_seg_file_name``, ``pan_seg_file_name`` and ``segments_info`` with contiguous
+    ``category_id`` and ``isthing``) or ``"sem_seg"`` (``file_name`` and ``sem_seg_file_name`` only)."""
+    if kind not in _KINDS:
+        raise ValueError(f"load_shapes: kind must be one of {', '.join(_KINDS)}, got {kind!r}")
     folder = generate_shapes(split, num_images, image_size, seed, root)
-    dicts = load_coco_json(str(folder / "instances.json"), str(folder / "images"), dataset_name)
+    json_name = "keypoints.json" if kind == "keypoints" else "instances.json"
+    dicts = load_coco_json(str(folder / json_name), str(folder / "images"), dataset_name)
     if dataset_name is None:  # load_coco_json maps ids to contiguous ones only for a named dataset
         for d in dicts:
             for anno in d["annotations"]:
                 anno["category_id"] -= 1
-    if kind == "instances":
+    if kind in ("instances", "keypoints"):
         return dicts
     stem = [os.path.splitext(os.path.basename(d["file_name"]))[0] for d in dicts]
     if kind == "sem_seg":
@@ -353,23 +410,20 @@ def register_shapes(
     root: str | os.PathLike | None = None,
 ) -> list[str]:
     """Register ``{prefix}_train``/``{prefix}_val`` (COCO instances, evaluator ``coco``) and their
-    ``_panoptic`` (evaluator ``coco_panoptic_seg``) and ``_sem_seg`` (evaluator ``sem_seg``) variants.
-    Nothing is generated until a dataset is first loaded. Returns the registered names."""
+    ``_keypoints`` (evaluator ``coco``; keypoint names, flip map and OKS sigmas in the metadata),
+    ``_panoptic`` (evaluator ``coco_panoptic_seg``) and ``_sem_seg`` (evaluator ``sem_seg``)
+    variants. Nothing is generated until a dataset is first loaded. Returns the registered names."""
     names = []
     root = shapes_root(root).parent  # resolve $DT_DATASETS now, so metadata and data agree
     for split, n in (("train", num_train), ("val", num_val)):
         folder = shapes_root(root) / f"{split}-n{n}-s{image_size}-m6-seed{seed}-v{_VERSION}"
-        for kind, evaluator in (
-            ("instances", "coco"),
-            ("panoptic", "coco_panoptic_seg"),
-            ("sem_seg", "sem_seg"),
-        ):
-            name = f"{prefix}_{split}" + ("" if kind == "instances" else f"_{kind}")
+        for kind, (suffix, evaluator) in _KINDS.items():
+            name = f"{prefix}_{split}{suffix}"
 
             def load(split: str = split, n: int = n, kind: str = kind) -> list[dict]:
                 return load_shapes(split, n, image_size, seed, root, kind)
 
             DatasetCatalog.register(name, load)
-            MetadataCatalog.get(name).set(evaluator_type=evaluator, **_metadata(folder))
+            MetadataCatalog.get(name).set(evaluator_type=evaluator, **_metadata(folder, kind))
             names.append(name)
     return names
