@@ -91,7 +91,7 @@ def test_experiment_data_translates_data_solver_and_test(tmp_path):
         INPUT: {MIN_SIZE_TRAIN_SAMPLING: "range", CROP: {ENABLED: True, TYPE: "absolute", SIZE: [512, 512]}}
         SOLVER: {LR_SCHEDULER_NAME: "WarmupCosineLR", WARMUP_ITERS: 100, CLIP_GRADIENTS: {ENABLED: True}}
         DATALOADER: {NUM_WORKERS: 2, SAMPLER_TRAIN: "RepeatFactorTrainingSampler", REPEAT_THRESHOLD: 0.001}
-        TEST: {EVAL_PERIOD: 5000, PRECISE_BN: {ENABLED: True}}
+        TEST: {EVAL_PERIOD: 5000, PRECISE_BN: {ENABLED: True}, AUG: {ENABLED: True, MIN_SIZES: "(400, 500)"}}
         SEED: 7
         """,
     )
@@ -99,18 +99,47 @@ def test_experiment_data_translates_data_solver_and_test(tmp_path):
     assert cfg.data.datasets.train == ("my_train",) and cfg.data.datasets.test == ("my_val",)
     assert (cfg.data.input.min_size_train, cfg.data.input.min_size_train_sampling) == ((640, 800), "range")
     assert (cfg.data.input.crop.type, cfg.data.input.crop.size) == ("absolute", (512, 512))
-    assert (cfg.solver.lr_scheduler, cfg.solver.warmup_iters, cfg.solver.clip_gradients.enabled) == (
+    assert (cfg.solver.lr_scheduler.name, cfg.solver.warmup_iters, cfg.solver.clip_gradients.enabled) == (
         "cosine", 100, True
     )  # fmt: skip
     assert (cfg.data.loader.num_workers, cfg.data.loader.sampler) == (2, "RepeatFactorTrainingSampler")
     assert (cfg.test.eval_period, cfg.test.precise_bn.enabled, cfg.seed) == (5000, True, 7)
+    assert (cfg.test.aug.enabled, cfg.test.aug.min_sizes, cfg.test.aug.max_size, cfg.test.aug.flip) == (
+        True, (400, 500), 4000, True
+    )  # fmt: skip
+
+
+def test_fast_rcnn_translates_to_precomputed_proposals_and_their_files(tmp_path):
+    cfg = dt_zoo.get_config("COCO-Detection/fast_rcnn_R_50_FPN_1x")
+    assert type(cfg.model.proposal_generator).name == "PrecomputedProposals"
+    datasets = cfg.data.datasets
+    assert [Path(f).name for f in datasets.proposal_files_train + datasets.proposal_files_test] == [
+        "coco_2017_train_box_proposals_21bc3a.pkl", "coco_2017_val_box_proposals_ee0dad.pkl"
+    ]  # fmt: skip
+    assert (datasets.precomputed_proposal_topk_train, datasets.precomputed_proposal_topk_test) == (2000, 1000)
+    path = _d2_files(
+        tmp_path,
+        """\
+        MODEL: {LOAD_PROPOSALS: True, PROPOSAL_GENERATOR: {NAME: "PrecomputedProposals"}}
+        DATASETS:
+          PROPOSAL_FILES_TRAIN: ("train.pkl",)
+          PROPOSAL_FILES_TEST: ("val.pkl",)
+          PRECOMPUTED_PROPOSAL_TOPK_TEST: 300
+        """,
+    )
+    cfg = structure(ExperimentConfig, make_configs.experiment_data(path))
+    assert type(cfg.model.proposal_generator).name == "PrecomputedProposals"
+    datasets = cfg.data.datasets
+    assert (datasets.proposal_files_train, datasets.proposal_files_test) == (("train.pkl",), ("val.pkl",))
+    assert (datasets.precomputed_proposal_topk_train, datasets.precomputed_proposal_topk_test) == (2000, 300)
 
 
 def test_keys_dt_cannot_honour_are_all_reported_never_dropped(tmp_path):
     path = _d2_files(
         tmp_path,
         """\
-        TEST: {AUG: {ENABLED: True}}
+        MODEL: {LOAD_PROPOSALS: True}
+        TEST: {KEYPOINT_OKS_SIGMAS: [0.1]}
         SOLVER: {LR_SCHEDULER_NAME: "WarmupStepWithFixedGammaLR", REFERENCE_WORLD_SIZE: 8}
         INPUT: {SOME_NEW_KEY: 1}
         """,
@@ -119,7 +148,8 @@ def test_keys_dt_cannot_honour_are_all_reported_never_dropped(tmp_path):
         make_configs.experiment_data(path)
     problems = "\n".join(err.value.problems)
     for key in (
-        "TEST.AUG.ENABLED",
+        "MODEL.LOAD_PROPOSALS",  # proposals loaded for an RPN model: dt loads them only for Fast R-CNN
+        "TEST.KEYPOINT_OKS_SIGMAS",
         "SOLVER.LR_SCHEDULER_NAME",
         "SOLVER.REFERENCE_WORLD_SIZE",
         "INPUT.SOME_NEW_KEY",

@@ -48,6 +48,8 @@ D2_DEFAULTS: dict[str, Any] = {
     "DATASETS.TEST": (),
     "DATASETS.PROPOSAL_FILES_TRAIN": (),
     "DATASETS.PROPOSAL_FILES_TEST": (),
+    "DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN": 2000,
+    "DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST": 1000,
     "INPUT.MIN_SIZE_TRAIN": (800,),
     "INPUT.MIN_SIZE_TRAIN_SAMPLING": "choice",
     "INPUT.MAX_SIZE_TRAIN": 1333,
@@ -92,6 +94,9 @@ D2_DEFAULTS: dict[str, Any] = {
     "TEST.EVAL_PERIOD": 0,
     "TEST.DETECTIONS_PER_IMAGE": 100,
     "TEST.AUG.ENABLED": False,
+    "TEST.AUG.MIN_SIZES": (400, 500, 600, 700, 800, 900, 1000, 1100, 1200),
+    "TEST.AUG.MAX_SIZE": 4000,
+    "TEST.AUG.FLIP": True,
     "TEST.PRECISE_BN.ENABLED": False,
     "TEST.PRECISE_BN.NUM_ITER": 200,
     "TEST.KEYPOINT_OKS_SIGMAS": [],
@@ -110,10 +115,7 @@ _IGNORED = {
 }
 # (key, the only value dt supports)
 _FIXED = {
-    "DATASETS.PROPOSAL_FILES_TRAIN": (),
-    "DATASETS.PROPOSAL_FILES_TEST": (),
     "SOLVER.REFERENCE_WORLD_SIZE": 0,
-    "TEST.AUG.ENABLED": False,
     "TEST.KEYPOINT_OKS_SIGMAS": [],
 }
 _SCHEDULERS = {"WarmupMultiStepLR": "multistep", "WarmupCosineLR": "cosine"}
@@ -180,7 +182,15 @@ def experiment_data(path: Path) -> dict[str, Any]:
         "version": 1,
         "model": model,
         "data": {
-            "datasets": {"train": list(value["DATASETS.TRAIN"]), "test": list(value["DATASETS.TEST"])},
+            "datasets": {
+                "train": list(value["DATASETS.TRAIN"]),
+                "test": list(value["DATASETS.TEST"]),
+                # detectron2:// names are kept: dt reads local files, the check names the one to fetch
+                "proposal_files_train": list(value["DATASETS.PROPOSAL_FILES_TRAIN"]),
+                "proposal_files_test": list(value["DATASETS.PROPOSAL_FILES_TEST"]),
+                "precomputed_proposal_topk_train": value["DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN"],
+                "precomputed_proposal_topk_test": value["DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST"],
+            },
             "input": {
                 "min_size_train": list(_as_tuple(value["INPUT.MIN_SIZE_TRAIN"])),
                 "min_size_train_sampling": value["INPUT.MIN_SIZE_TRAIN_SAMPLING"],
@@ -231,6 +241,12 @@ def experiment_data(path: Path) -> dict[str, Any]:
             "precise_bn": {
                 "enabled": value["TEST.PRECISE_BN.ENABLED"],
                 "num_iter": value["TEST.PRECISE_BN.NUM_ITER"],
+            },
+            "aug": {
+                "enabled": value["TEST.AUG.ENABLED"],
+                "min_sizes": list(_as_tuple(value["TEST.AUG.MIN_SIZES"])),
+                "max_size": value["TEST.AUG.MAX_SIZE"],
+                "flip": value["TEST.AUG.FLIP"],
             },
             # a proposal network has no box AP to choose a best checkpoint on
             "best_metric": None if model["name"] == "ProposalNetwork" else "bbox/AP",
