@@ -9,9 +9,9 @@ import torch
 
 import dt_deeplab
 from dt_config import ConfigError
+from dt_deeplab.lr_scheduler import WarmupPolyLRConfig
 from dt_deeplab.trainer import DeepLabTrainer, semantic_train_augmentations
 from dt_engine.config.experiment import load_experiment
-from dt_engine.errors import InputError
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -19,18 +19,19 @@ README = Path(__file__).parents[1] / "README.md"
 def test_parts_are_declared_as_entry_points():
     groups = {
         g: {ep.name for ep in entry_points(group=g)}
-        for g in ("dt_models.backbone", "dt_models.meta_arch", "dt_engine.workflow")
+        for g in ("dt_models.backbone", "dt_models.meta_arch", "dt_engine.workflow", "dt_engine.lr_scheduler")
     }
     assert "DeepLabResNet" in groups["dt_models.backbone"]
     assert "DeepLabSegmentor" in groups["dt_models.meta_arch"]
     assert "DeepLabTrainer" in groups["dt_engine.workflow"]
+    assert "WarmupPolyLR" in groups["dt_engine.lr_scheduler"]
 
 
 @pytest.mark.parametrize("name", dt_deeplab.config_names())
 def test_every_shipped_recipe_loads(name):
     cfg = load_experiment(dt_deeplab.config_path(name))
     assert type(cfg.model).name == "DeepLabSegmentor" and type(cfg.workflow).name == "DeepLabTrainer"
-    assert cfg.solver.steps == ()
+    assert type(cfg.solver.lr_scheduler).name == "WarmupPolyLR"
 
 
 def test_recipes_match_detectron2s_settings():
@@ -41,6 +42,7 @@ def test_recipes_match_detectron2s_settings():
     assert v3.model.sem_seg_head.common_stride == 16 and plus.model.sem_seg_head.common_stride == 4
     assert plus.model.sem_seg_head.project_channels == (48,)
     assert (v3.solver.base_lr, v3.solver.max_iter, v3.solver.ims_per_batch) == (0.01, 90000, 16)
+    assert v3.solver.lr_scheduler == WarmupPolyLRConfig(power=0.9, constant_ending=0.0)
     assert os8.model.backbone.output_stride == 8 and plus.model.backbone.output_stride == 16
 
 
@@ -55,13 +57,7 @@ def test_a_typo_in_a_recipe_override_is_reported_at_its_path():
         load_experiment(path, ["model.sem_seg_head.convs_dimm=8"])
 
 
-def test_the_workflow_refuses_solver_steps_it_would_ignore():
-    cfg = load_experiment(dt_deeplab.config_path("deeplab_v3_plus_shapes_cpu.yaml"), ["solver.steps=[100]"])
-    with pytest.raises(InputError, match=r"solver\.steps must be \[\]"):
-        DeepLabTrainer(cfg).check()
-
-
-def test_the_workflow_uses_the_poly_schedule_and_category_area_crop():
+def test_the_workflow_trains_with_the_configured_poly_schedule_and_category_area_crop():
     cfg = load_experiment(dt_deeplab.config_path("deeplab_v3_plus_shapes_cpu.yaml"))
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     scheduler = DeepLabTrainer(cfg).build_lr_scheduler(optimizer)

@@ -1,9 +1,9 @@
 """dt-deeplab: DeepLabV3 and DeepLabV3+ semantic segmentation (Chen et al. 2017, 2018) for dt.
 
 Its parts register into dt's registries through entry points (``DeepLabResNet`` backbone,
-``DeepLabSegmentor`` meta-architecture, ``DeepLabTrainer`` workflow, the ``DeepLabV3Head`` and
-``DeepLabV3PlusHead`` semantic heads); importing this package loads nothing else. Recipes are package
-data: :func:`config_path`.
+``DeepLabSegmentor`` meta-architecture, ``DeepLabTrainer`` workflow, ``WarmupPolyLR`` LR schedule, the
+``DeepLabV3Head`` and ``DeepLabV3PlusHead`` semantic heads); importing this package loads nothing else.
+Recipes are package data: :func:`config_path`.
 """
 
 from __future__ import annotations

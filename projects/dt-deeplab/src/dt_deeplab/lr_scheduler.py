@@ -6,13 +6,25 @@ where ``warmup(i)`` rises linearly from ``warmup_factor`` to 1 over ``warmup_ite
 holds ``warmup_factor`` (``constant``), and is 1 afterwards; once warmup is over and the poly term
 falls below ``constant_ending`` (> 0), the multiplier stays at ``constant_ending``. These are the values
 of detectron2's ``WarmupPolyLR``.
+
+``solver.lr_scheduler: {name: WarmupPolyLR, power: 0.9, constant_ending: 0.0}`` selects it: the package
+registers :class:`WarmupPolyLRConfig` in dt-engine's ``LR_SCHEDULER_REGISTRY`` through the entry-point
+group ``dt_engine.lr_scheduler``; warmup and ``max_iter`` come from ``solver``.
 """
 
 from __future__ import annotations
 
-from dt_engine.lr_scheduler import ParamScheduler
+from typing import TYPE_CHECKING, ClassVar
 
-__all__ = ["WarmupPolyParamScheduler", "warmup_factor_at"]
+import attrs
+
+from dt_config import validators as check
+from dt_engine.lr_scheduler import LR_SCHEDULER_REGISTRY, LRSchedulerConfig, ParamScheduler
+
+if TYPE_CHECKING:
+    from dt_engine.config.solver import SolverConfig
+
+__all__ = ["WarmupPolyLRConfig", "WarmupPolyParamScheduler", "build_warmup_poly", "warmup_factor_at"]
 
 
 def warmup_factor_at(method: str, iteration: float, warmup_iters: int, warmup_factor: float) -> float:
@@ -58,3 +70,26 @@ class WarmupPolyParamScheduler(ParamScheduler):
         if self.constant_ending > 0 and warmup == 1.0 and poly < self.constant_ending:
             return self.constant_ending
         return warmup * poly
+
+
+@attrs.define(frozen=True, kw_only=True)
+class WarmupPolyLRConfig(LRSchedulerConfig):
+    """Options of the poly schedule (detectron2's ``SOLVER.POLY_LR_POWER``/``POLY_LR_CONSTANT_ENDING``):
+    the decay exponent ``power`` and the floor ``constant_ending`` (0: none)."""
+
+    name: ClassVar[str] = "WarmupPolyLR"
+    power: float = attrs.field(default=0.9, validator=check.greater_than(0.0))
+    constant_ending: float = attrs.field(default=0.0, validator=check.between(0.0, 1.0))
+
+
+@LR_SCHEDULER_REGISTRY.register(WarmupPolyLRConfig)
+def build_warmup_poly(config: WarmupPolyLRConfig, solver: SolverConfig) -> WarmupPolyParamScheduler:
+    """The poly schedule of ``config`` with the warmup and length of ``solver``."""
+    return WarmupPolyParamScheduler(
+        max_iter=solver.max_iter,
+        power=config.power,
+        constant_ending=config.constant_ending,
+        warmup_factor=solver.warmup_factor,
+        warmup_iters=solver.warmup_iters,
+        warmup_method=solver.warmup_method,
+    )

@@ -1,13 +1,10 @@
 """``DeepLabTrainer``: the workflow of DeepLab's recipes (``workflow: {name: DeepLabTrainer, ...}``).
 
-It differs from ``DefaultTrainer`` in two builders, as detectron2's DeepLab ``train_net.py`` does:
-
-- the LR schedule is ``WarmupPolyLR`` (``poly_power``, ``poly_constant_ending``; warmup and
-  ``max_iter`` from ``solver``). dt-engine's ``solver.lr_scheduler`` is a closed choice (multistep or
-  cosine), so the workflow owns the schedule and requires ``solver.steps: []`` to say so;
-- training images are resized (``data.input.min_size_train`` ...), cropped by
-  ``RandomCrop_CategoryAreaConstraint`` (``data.input.crop``, retried until no category covers more
-  than ``single_category_max_area`` of the crop, ``ignored_category`` not counted) and flipped.
+It differs from ``DefaultTrainer`` in its training data, as detectron2's DeepLab ``train_net.py`` does:
+images are resized (``data.input.min_size_train`` ...), cropped by ``RandomCrop_CategoryAreaConstraint``
+(``data.input.crop``, retried until no category covers more than ``single_category_max_area`` of the
+crop, ``ignored_category`` not counted) and flipped. The poly LR schedule is not the workflow's: it is
+``solver.lr_scheduler: {name: WarmupPolyLR, ...}`` (:mod:`dt_deeplab.lr_scheduler`).
 """
 
 from __future__ import annotations
@@ -16,7 +13,6 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import attrs
-import torch
 
 from dt_config import validators as check
 from dt_data import build as data_build
@@ -24,9 +20,6 @@ from dt_data import transforms as T
 from dt_data.dataset_mapper import DatasetMapper
 from dt_engine import WORKFLOW_REGISTRY, DefaultTrainer, WorkflowConfig
 from dt_engine.errors import InputError
-from dt_engine.lr_scheduler import LRMultiplier
-
-from .lr_scheduler import WarmupPolyParamScheduler
 
 __all__ = ["DeepLabTrainer", "DeepLabTrainerConfig", "semantic_train_augmentations"]
 
@@ -36,8 +29,6 @@ class DeepLabTrainerConfig(WorkflowConfig):
     """Options of :class:`DeepLabTrainer` (see the module docstring)."""
 
     name: ClassVar[str] = "DeepLabTrainer"
-    poly_power: float = attrs.field(default=0.9, validator=check.greater_than(0.0))
-    poly_constant_ending: float = attrs.field(default=0.0, validator=check.between(0.0, 1.0))
     single_category_max_area: float = attrs.field(
         default=1.0, validator=[check.greater_than(0.0), check.at_most(1.0)]
     )
@@ -65,29 +56,12 @@ def semantic_train_augmentations(cfg: Any) -> list[T.Augmentation]:
 
 @WORKFLOW_REGISTRY.register(DeepLabTrainerConfig)
 class DeepLabTrainer(DefaultTrainer):
-    """``DefaultTrainer`` with the poly schedule and DeepLab's training augmentations."""
+    """``DefaultTrainer`` with DeepLab's training augmentations."""
 
     def check(self) -> None:
         super().check()
         if not isinstance(self.cfg.workflow, DeepLabTrainerConfig):
             raise InputError(f"{type(self).__name__} needs workflow options of {DeepLabTrainerConfig.name}")
-        if self.cfg.solver.steps:
-            raise InputError(
-                f"workflow {self.cfg.workflow.name} uses the poly LR schedule, so solver.steps must be [] "
-                f"(got {list(self.cfg.solver.steps)}); solver.lr_scheduler is not used"
-            )
-
-    def build_lr_scheduler(self, optimizer: torch.optim.Optimizer) -> LRMultiplier:
-        solver, workflow = self.cfg.solver, self.cfg.workflow
-        schedule = WarmupPolyParamScheduler(
-            max_iter=solver.max_iter,
-            power=workflow.poly_power,
-            constant_ending=workflow.poly_constant_ending,
-            warmup_factor=solver.warmup_factor,
-            warmup_iters=solver.warmup_iters,
-            warmup_method=solver.warmup_method,
-        )
-        return LRMultiplier(optimizer, multiplier=schedule, max_iter=solver.max_iter)
 
     def build_train_mapper(self) -> Any:
         """The training mapper: images and ``sem_seg`` through :func:`semantic_train_augmentations`."""

@@ -1,5 +1,6 @@
-"""``PanopticDeepLabTrainer``: ``DeepLabTrainer`` (poly LR) whose training mapper builds the
-Panoptic-DeepLab targets (``workflow: {name: PanopticDeepLabTrainer, gaussian_sigma: 8, ...}``).
+"""``PanopticDeepLabTrainer``: ``DeepLabTrainer`` whose training mapper builds the Panoptic-DeepLab
+targets (``workflow: {name: PanopticDeepLabTrainer, gaussian_sigma: 8, ...}``). The recipes schedule the
+LR with dt-deeplab's ``solver.lr_scheduler: {name: WarmupPolyLR, ...}``.
 
 Augmentations are detectron2's for this project: resize shortest edge, ``RandomCrop`` (``data.input.crop``),
 flip. Thing classes and the ignore label come from the first training dataset's metadata.
@@ -26,7 +27,7 @@ __all__ = ["PanopticDeepLabTrainer", "PanopticDeepLabTrainerConfig", "panoptic_t
 
 @attrs.define(frozen=True, kw_only=True)
 class PanopticDeepLabTrainerConfig(DeepLabTrainerConfig):
-    """The poly schedule's options plus the target generator's (see ``PanopticDeepLabTargetGenerator``)."""
+    """``DeepLabTrainer``'s options plus the target generator's (see ``PanopticDeepLabTargetGenerator``)."""
 
     name: ClassVar[str] = "PanopticDeepLabTrainer"
     gaussian_sigma: float = attrs.field(default=10.0, validator=check.greater_than(0.0))
