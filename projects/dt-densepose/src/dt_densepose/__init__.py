@@ -3,7 +3,8 @@
 It plugs into dt through entry points only: the ``DensePoseBranch`` ROI branch
 (``dt_models.roi_branch``), the ``DensePoseTrainer`` workflow (``dt_engine.workflow``; it also
 registers the synthetic ``densepose_shapes_*`` datasets) and the ``densepose`` evaluator type
-(``dt_engine.evaluator``: GPS / GPSm AP).
+(``dt_engine.evaluator``: GPS / GPSm AP) and the ``densepose`` prediction output
+(``dt_engine.prediction_output``: ``dt predict`` draws and records DensePose, :mod:`.visualize`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from .predictor import DensePoseChartOutput
 
-__all__ = ["box_pixel_size", "chart_to_box_iuv", "chart_to_image_iuv"]
+__all__ = ["box_pixel_size", "box_window", "chart_to_box_iuv", "chart_to_image_iuv"]
 
 
 def box_pixel_size(box: torch.Tensor) -> tuple[int, int]:
@@ -41,17 +41,29 @@ def chart_to_box_iuv(output: DensePoseChartOutput, box: torch.Tensor) -> tuple[t
     return labels, torch.stack([u, v])
 
 
+def box_window(
+    box: torch.Tensor, size: tuple[int, int], image_hw: tuple[int, int]
+) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+    """Where a ``size`` = ``(h, w)`` patch over the XYXY ``box`` lands in an image of ``image_hw``:
+    ``(image rows, image columns), (patch rows, patch columns)`` clipped to the image, or None when
+    nothing of it is inside."""
+    h, w = size
+    x0, y0 = int(box[0]), int(box[1])
+    xa, ya = max(x0, 0), max(y0, 0)
+    xb, yb = min(x0 + w, image_hw[1]), min(y0 + h, image_hw[0])
+    if xb <= xa or yb <= ya:
+        return None
+    return (slice(ya, yb), slice(xa, xb)), (slice(ya - y0, yb - y0), slice(xa - x0, xb - x0))
+
+
 def chart_to_image_iuv(
     output: DensePoseChartOutput, box: torch.Tensor, image_hw: tuple[int, int]
 ) -> torch.Tensor:
     """``float32[3, H, W]``: I, U, V of one box's ``output`` placed at ``box`` (clipped to the image)."""
     labels, uv = chart_to_box_iuv(output, box)
-    h, w = labels.shape
     iuv = torch.zeros(3, *image_hw)
-    x0, y0 = int(box[0]), int(box[1])
-    xa, ya = max(x0, 0), max(y0, 0)
-    xb, yb = min(x0 + w, image_hw[1]), min(y0 + h, image_hw[0])
-    if xb > xa and yb > ya:
-        patch = torch.cat([labels[None].float(), uv])[:, ya - y0 : yb - y0, xa - x0 : xb - x0]
-        iuv[:, ya:yb, xa:xb] = patch
+    window = box_window(box, tuple(labels.shape), image_hw)
+    if window is not None:
+        (rows, cols), (patch_rows, patch_cols) = window
+        iuv[:, rows, cols] = torch.cat([labels[None].float(), uv])[:, patch_rows, patch_cols]
     return iuv
