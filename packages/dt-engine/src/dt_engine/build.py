@@ -9,13 +9,7 @@ from torch import nn
 
 from .config.solver import SolverConfig
 from .ema import ModelEMA
-from .lr_scheduler import (
-    CosineParamScheduler,
-    LRMultiplier,
-    MultiStepParamScheduler,
-    ParamScheduler,
-    WarmupParamScheduler,
-)
+from .lr_scheduler import LR_SCHEDULER_REGISTRY, LRMultiplier
 from .optim import build_torch_optimizer
 from .param_groups import optimizer_param_groups
 from .train_loop import AMPTrainer, GradClip, SimpleTrainer
@@ -37,22 +31,8 @@ def build_optimizer(model: nn.Module, solver: SolverConfig) -> torch.optim.Optim
 
 
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, solver: SolverConfig) -> LRMultiplier:
-    """Multistep or cosine schedule with warmup, as detectron2's ``build_lr_scheduler``."""
-    if solver.lr_scheduler == "multistep":
-        schedule: ParamScheduler = MultiStepParamScheduler(
-            values=[solver.gamma**k for k in range(len(solver.steps) + 1)],
-            num_updates=solver.max_iter,
-            milestones=list(solver.steps),
-        )
-    else:
-        schedule = CosineParamScheduler(1.0, solver.base_lr_end / solver.base_lr)
-    schedule = WarmupParamScheduler(
-        schedule,
-        warmup_factor=solver.warmup_factor,
-        warmup_length=min(solver.warmup_iters / solver.max_iter, 1.0),
-        warmup_method=solver.warmup_method,
-        rescale_interval=solver.rescale_interval,
-    )
+    """The schedule ``solver.lr_scheduler`` names (``LR_SCHEDULER_REGISTRY``), stepped once per iteration."""
+    schedule = LR_SCHEDULER_REGISTRY.build(solver.lr_scheduler, solver=solver)
     return LRMultiplier(optimizer, multiplier=schedule, max_iter=solver.max_iter)
 
 

@@ -1,8 +1,27 @@
-"""Learning-rate schedules with detectron2's semantics.
+"""Learning-rate schedules with detectron2's semantics, and the registry that makes them pluggable.
 
 A schedule is a ``ParamScheduler``: a function of the training progress ``where`` in
 ``[0, 1]`` (iteration / max_iter) returning a multiplier of the base LR. ``LRMultiplier``
 applies one to an optimizer, stepping once per iteration.
+
+``solver.lr_scheduler`` picks the schedule from ``LR_SCHEDULER_REGISTRY`` (entry-point group
+``dt_engine.lr_scheduler``): ``lr_scheduler: cosine`` names a schedule without options of its own,
+``lr_scheduler: {name: WarmupPolyLR, power: 0.9}`` one with options, validated like any config
+field. A schedule is a config class deriving from ``LRSchedulerConfig`` and a build function
+``build(config, solver: SolverConfig) -> ParamScheduler`` returning the whole multiplier, warmup
+included::
+
+    @attrs.define(frozen=True, kw_only=True)
+    class LinearDecayLRConfig(LRSchedulerConfig):
+        name: ClassVar[str] = "linear_decay"
+        end: float = attrs.field(default=0.0, validator=check.between(0.0, 1.0))
+
+    @LR_SCHEDULER_REGISTRY.register(LinearDecayLRConfig)
+    def build_linear_decay(config: LinearDecayLRConfig, solver: SolverConfig) -> ParamScheduler:
+        return with_warmup(LinearParamScheduler(1.0, config.end), solver)
+
+The built-in ``multistep`` and ``cosine`` read detectron2's flat solver keys (``steps``, ``gamma``,
+``base_lr_end``); every schedule may use the solver's ``warmup_*`` keys and ``max_iter``.
 """
 
 from __future__ import annotations
@@ -10,19 +29,31 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+import attrs
 import torch
 
+from dt_config import ConfigProblem, Registry, Tagged, converter
+
+if TYPE_CHECKING:
+    from .config.solver import SolverConfig
+
 __all__ = [
+    "LR_SCHEDULER_REGISTRY",
     "CompositeParamScheduler",
     "ConstantParamScheduler",
+    "CosineLRConfig",
     "CosineParamScheduler",
     "LRMultiplier",
+    "LRSchedulerConfig",
     "LinearParamScheduler",
+    "MultiStepLRConfig",
     "MultiStepParamScheduler",
     "ParamScheduler",
     "WarmupParamScheduler",
+    "lr_scheduler_config",
+    "with_warmup",
 ]
 
 
@@ -196,3 +227,96 @@ class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
         where = min(max(self.last_epoch / self._max_iter, 0.0), 1.0)
         multiplier = self._multiplier(where)
         return [base_lr * multiplier for base_lr in self.base_lrs]
+
+
+@attrs.define(frozen=True, kw_only=True)
+class LRSchedulerConfig(Tagged):
+    """Base of LR schedule configs (``solver.lr_scheduler``): ``name`` picks the registered schedule."""
+
+    def check(self, solver: SolverConfig) -> None:
+        """Rules against the rest of ``solver``, checked when the solver config is made; raises
+        ``ConfigProblem`` keyed by the solver field at fault (``steps``)."""
+
+
+LR_SCHEDULER_REGISTRY = Registry(
+    "lr_scheduler", LRSchedulerConfig, group="dt_engine.lr_scheduler", default="multistep"
+)
+"""LR schedules: ``build(config, solver: SolverConfig) -> ParamScheduler`` (the whole multiplier of
+``solver.base_lr`` over training progress, warmup included)."""
+
+_structure_tagged = converter.get_structure_hook(LRSchedulerConfig)
+_unstructure_tagged = converter.get_unstructure_hook(LRSchedulerConfig)
+
+
+def _structure_lr_scheduler(data: Any, cls: type) -> LRSchedulerConfig:
+    """``lr_scheduler: cosine`` is short for ``lr_scheduler: {name: cosine}``."""
+    if isinstance(data, str):
+        try:
+            config_class = LR_SCHEDULER_REGISTRY.config_class(data)
+        except ValueError as e:
+            raise ConfigProblem(str(e)) from None
+        return converter.structure({}, config_class)
+    return _structure_tagged(data, cls)
+
+
+def _unstructure_lr_scheduler(config: LRSchedulerConfig) -> Any:
+    """A schedule without options of its own is written as its bare name, as configs spell it."""
+    return type(config).name if not attrs.fields(type(config)) else _unstructure_tagged(config)
+
+
+converter.register_structure_hook_func(lambda t: t is LRSchedulerConfig, _structure_lr_scheduler)
+converter.register_unstructure_hook_func(lambda t: t is LRSchedulerConfig, _unstructure_lr_scheduler)
+
+
+def lr_scheduler_config(value: str | LRSchedulerConfig) -> LRSchedulerConfig:
+    """``value`` itself, or for a registered name its config with default options (``"cosine"``)."""
+    if isinstance(value, LRSchedulerConfig):
+        return value
+    if isinstance(value, str):
+        return LR_SCHEDULER_REGISTRY.config_class(value)()
+    raise TypeError(f"expected an LRSchedulerConfig or a schedule name, got {type(value).__name__}")
+
+
+def with_warmup(schedule: ParamScheduler, solver: SolverConfig) -> WarmupParamScheduler:
+    """``schedule`` behind the solver's warmup (``warmup_iters``, ``warmup_factor``, ``warmup_method``,
+    ``rescale_interval``), as detectron2's ``build_lr_scheduler`` wraps its schedules."""
+    return WarmupParamScheduler(
+        schedule,
+        warmup_factor=solver.warmup_factor,
+        warmup_length=min(solver.warmup_iters / solver.max_iter, 1.0),
+        warmup_method=solver.warmup_method,
+        rescale_interval=solver.rescale_interval,
+    )
+
+
+@attrs.define(frozen=True, kw_only=True)
+class MultiStepLRConfig(LRSchedulerConfig):
+    """detectron2's ``WarmupMultiStepLR``: the LR is multiplied by ``solver.gamma`` at each of
+    ``solver.steps``, which must lie in ``(0, solver.max_iter]``."""
+
+    name: ClassVar[str] = "multistep"
+
+    def check(self, solver: SolverConfig) -> None:
+        if any(s <= 0 or s > solver.max_iter for s in solver.steps):
+            raise ConfigProblem(
+                f"must lie in (0, max_iter={solver.max_iter}], got {list(solver.steps)}", key="steps"
+            )
+
+
+@LR_SCHEDULER_REGISTRY.register(MultiStepLRConfig)
+def build_multistep(config: MultiStepLRConfig, solver: SolverConfig) -> ParamScheduler:
+    steps = list(solver.steps)
+    values = [solver.gamma**k for k in range(len(steps) + 1)]
+    return with_warmup(MultiStepParamScheduler(values, num_updates=solver.max_iter, milestones=steps), solver)
+
+
+@attrs.define(frozen=True, kw_only=True)
+class CosineLRConfig(LRSchedulerConfig):
+    """detectron2's ``WarmupCosineLR``: half a cosine from ``solver.base_lr`` to ``solver.base_lr_end``."""
+
+    name: ClassVar[str] = "cosine"
+
+
+@LR_SCHEDULER_REGISTRY.register(CosineLRConfig)
+def build_cosine(config: CosineLRConfig, solver: SolverConfig) -> ParamScheduler:
+    return with_warmup(CosineParamScheduler(1.0, solver.base_lr_end / solver.base_lr), solver)

@@ -13,6 +13,8 @@ import attrs
 from dt_config import ConfigProblem
 from dt_config import validators as check
 
+from ..lr_scheduler import LRSchedulerConfig, MultiStepLRConfig, lr_scheduler_config
+
 __all__ = [
     "AMPConfig",
     "ClipGradientsConfig",
@@ -20,6 +22,7 @@ __all__ = [
     "LayerDecayConfig",
     "PreciseBNConfig",
     "SolverConfig",
+    "TestAugConfig",
     "TestConfig",
 ]
 
@@ -65,7 +68,9 @@ class LayerDecayConfig:
 class SolverConfig:
     """Optimizer, learning-rate schedule and the training loop.
 
-    The LR at iteration ``i`` is ``base_lr * schedule(i / max_iter)``; ``multistep`` multiplies
+    The LR at iteration ``i`` is ``base_lr * schedule(i / max_iter)``. ``lr_scheduler`` picks the
+    schedule from ``dt_engine.lr_scheduler.LR_SCHEDULER_REGISTRY`` by name (``cosine``, or
+    ``{name: WarmupPolyLR, power: 0.9}`` for one with options of its own); ``multistep`` multiplies
     by ``gamma`` at each of ``steps``, ``cosine`` decays to ``base_lr_end``; the first
     ``warmup_iters`` ramp up from ``warmup_factor`` (``linear``) or hold it (``constant``).
     ``ims_per_batch`` is the total batch over all processes and accumulation steps.
@@ -84,7 +89,7 @@ class SolverConfig:
     layer_decay: LayerDecayConfig = attrs.Factory(LayerDecayConfig)
     bias_lr_factor: float = attrs.field(default=1.0, validator=check.greater_than(0.0))
     weight_decay_bias: float | None = None
-    lr_scheduler: Literal["multistep", "cosine"] = "multistep"
+    lr_scheduler: LRSchedulerConfig = attrs.field(factory=MultiStepLRConfig, converter=lr_scheduler_config)
     steps: tuple[int, ...] = (60000, 80000)
     gamma: float = attrs.field(default=0.1, validator=check.greater_than(0.0))
     base_lr_end: float = attrs.field(default=0.0, validator=check.at_least(0.0))
@@ -104,10 +109,7 @@ class SolverConfig:
     def __attrs_post_init__(self) -> None:
         if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
             raise ConfigProblem(f"must increase strictly, got {list(self.steps)}", key="steps")
-        if self.lr_scheduler == "multistep" and any(s <= 0 or s > self.max_iter for s in self.steps):
-            raise ConfigProblem(
-                f"must lie in (0, max_iter={self.max_iter}], got {list(self.steps)}", key="steps"
-            )
+        self.lr_scheduler.check(self)
         if self.ims_per_batch % self.accumulate_steps:
             raise ConfigProblem(
                 f"{self.ims_per_batch} must be divisible by accumulate_steps ({self.accumulate_steps})",
@@ -128,6 +130,27 @@ class PreciseBNConfig:
 
     enabled: bool = False
     num_iter: int = attrs.field(default=200, validator=check.greater_than(0))
+
+
+def _check_sizes(_: object, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
+    if not value or any(size <= 0 for size in value):
+        raise ConfigProblem(
+            f"expected a non-empty list of positive sizes, got {list(value)}", key=attribute.name
+        )
+
+
+@attrs.define(frozen=True, kw_only=True)
+class TestAugConfig:
+    """Test-time augmentation of R-CNN models (detectron2's ``TEST.AUG``): every short-edge size of
+    ``min_sizes`` (long edge at most ``max_size``), each also flipped horizontally with ``flip``.
+    When ``enabled``, ``dt eval`` reports the augmented results too (``<task>_TTA``)."""
+
+    enabled: bool = False
+    min_sizes: tuple[int, ...] = attrs.field(
+        default=(400, 500, 600, 700, 800, 900, 1000, 1100, 1200), validator=_check_sizes
+    )
+    max_size: int = attrs.field(default=4000, validator=check.greater_than(0))
+    flip: bool = True
 
 
 def _check_metric_name(_: object, attribute: attrs.Attribute, value: str | None) -> None:
@@ -154,7 +177,7 @@ class TestConfig:
     ``null``: no best checkpoint). Results are named ``<task>/<metric>`` (``bbox/AP``,
     ``segm/AP``, ``sem_seg/mIoU``, ``panoptic_seg/PQ``); with several test datasets
     ``<dataset>/<task>/<metric>``, and a ``best_metric`` without a test dataset's name in front
-    refers to the first test dataset.
+    refers to the first test dataset. ``aug``: test-time augmentation (:class:`TestAugConfig`).
     """
 
     eval_period: int = attrs.field(default=0, validator=check.at_least(0))
@@ -163,3 +186,4 @@ class TestConfig:
     precise_bn: PreciseBNConfig = attrs.Factory(PreciseBNConfig)
     best_metric: str | None = attrs.field(default="bbox/AP", validator=_check_metric_name)
     best_mode: Literal["max", "min"] = "max"
+    aug: TestAugConfig = attrs.Factory(TestAugConfig)
