@@ -46,7 +46,7 @@ COMMANDS = {
         "--weights zoo:COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x",
     ),
     "predict": (
-        "run a model on images and write visualizations and COCO-format results",
+        "run a model on images or a video and write visualizations and COCO-format results",
         "dt predict --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x "
         "--weights zoo:COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x --input 'photos/*.jpg' --output preds",
     ),
@@ -131,9 +131,9 @@ def build_parser(extra_commands: dict[str, Command] | None = None) -> argparse.A
     predict.add_argument(
         "--allow-partial-weights", action="store_true", help="run even if weights leave tensors unset"
     )
-    predict.add_argument(
-        "--input", required=True, nargs="+", metavar="PATH", help="images/folders/globs (e.g. 'imgs/*.png')"
-    )
+    inputs = predict.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--input", nargs="+", metavar="PATH", help="images/folders/globs (e.g. 'imgs/*.png')")
+    inputs.add_argument("--video", metavar="FILE", help="a video: writes <output>/<name>.mp4 (e.g. in.mp4)")
     predict.add_argument("--output", required=True, metavar="DIR", help="output folder (e.g. preds/)")
     predict.add_argument(
         "--confidence", type=float, default=0.5, metavar="S", help="minimum score drawn (e.g. 0.5)"

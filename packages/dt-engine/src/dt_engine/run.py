@@ -20,19 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import cv2
 import torch
 
-from dt_data import DataError, DatasetCatalog, Metadata, MetadataCatalog, Visualizer
+from dt_data import DataError, DatasetCatalog, Metadata, MetadataCatalog
 from dt_data.detection_utils import read_image
-from dt_eval.coco_format import instances_to_coco_json
 from dt_models import build_model
 
-from .checkpoint import CheckpointError, atomic_write_text, torch_load_checked
+from .checkpoint import CheckpointError, torch_load_checked
 from .comm import default_device
 from .config.experiment import ExperimentConfig, load_experiment
 from .defaults import DefaultTrainer, build_workflow, register_config_datasets, run_training
 from .errors import InputError, check_writable_dir
 from .launch import ChildFailedError, launch
+from .predict_video import check_video, predict_video
+from .prediction_outputs import PREDICTION_OUTPUTS, PredictionContext, PredictionRecorder
 from .predictor import Predictor
 from .preflight import ImageProblem, check_dataset
 from .run_folder import claim_run_folder
@@ -42,6 +44,7 @@ __all__ = [
     "eval_command",
     "load_checked",
     "load_weights_checked",
+    "one_line",
     "output_names",
     "predict_command",
     "predict_files",
@@ -66,7 +69,7 @@ def load_checked(path: str | None, overrides: Sequence[str]) -> tuple[Experiment
     return cfg, workflow
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
     """The message of a data error, also when a DataLoader worker re-raised it with its traceback."""
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
     last = lines[-1] if lines else type(err).__name__
@@ -144,10 +147,10 @@ def train_command(args: argparse.Namespace) -> int:
             timeout=datetime.timedelta(minutes=args.dist_timeout),
         )
     except (ChildFailedError, FloatingPointError) as err:  # a failed process; a loss that went NaN/inf
-        print(f"dt train: error: {_one_line(err)}", file=sys.stderr)
+        print(f"dt train: error: {one_line(err)}", file=sys.stderr)
         return 1
     except DataError as err:  # an image found bad while loading (data.loader.skip_bad_images skips them)
-        raise InputError(f"{_one_line(err)} (data.loader.skip_bad_images=true skips such images)") from None
+        raise InputError(f"{one_line(err)} (data.loader.skip_bad_images=true skips such images)") from None
     return 0
 
 
@@ -182,7 +185,7 @@ def eval_command(args: argparse.Namespace) -> int:
         with contextlib.redirect_stdout(sys.stderr):  # stdout holds the results only (lvis prints its table)
             results = workflow.test(model)
     except DataError as err:  # an image found bad while loading
-        raise InputError(_one_line(err)) from None
+        raise InputError(one_line(err)) from None
     print(json.dumps(results, indent=2, sort_keys=True))
     return 0
 
@@ -246,18 +249,17 @@ def predict_files(
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """Run ``predictor`` on image files, skipping those that cannot be read or run.
 
-    ``<output>/<relative path>.png`` draws the instances scoring at least ``confidence`` (paths from
-    ``output_names``); ``<output>/coco_instances_results.json`` (written atomically) holds every
-    instance in COCO results format with the dataset's category ids and ``category_name`` when
-    ``metadata`` has them, ``image_id`` = position in ``images`` and ``file_name``. Returns the
-    results and the skipped ``(file, reason)`` pairs.
+    ``<output>/<relative path>.png`` draws each output field through its ``PredictionOutput``
+    (instances scoring at least ``confidence``, semantic and panoptic maps, a project's fields; paths
+    from ``output_names``). The handlers' results files are written atomically at the end:
+    ``<output>/coco_instances_results.json`` holds every instance in COCO results format with the
+    dataset's category ids and ``category_name`` when ``metadata`` has them, ``image_id`` = position
+    in ``images`` and ``file_name``. Returns the instance results and the skipped ``(file, reason)``
+    pairs.
     """
     out = Path(output)
     images = [Path(p) for p in images]
-    id_map = (metadata.get("thing_dataset_id_to_contiguous_id") if metadata else None) or {}
-    to_dataset_id = {contiguous: dataset_id for dataset_id, contiguous in id_map.items()}
-    class_names = (metadata.get("thing_classes") if metadata else None) or []
-    results: list[dict[str, Any]] = []
+    recorder = PredictionRecorder(PredictionContext(metadata, confidence))
     skipped: list[tuple[Path, str]] = []
     for image_id, (path, name) in enumerate(zip(images, output_names(images), strict=True)):
         try:
@@ -266,28 +268,28 @@ def predict_files(
             skipped.append((path, str(err)))
             continue
         try:
-            instances = predictor(image)["instances"].to("cpu")
+            outputs = predictor(image)
         except (RuntimeError, ValueError) as err:  # e.g. an image too small or elongated to resize
             height, width = image.shape[:2]
-            skipped.append((path, f"cannot run the model on this {width}x{height} image ({_one_line(err)})"))
+            skipped.append((path, f"cannot run the model on this {width}x{height} image ({one_line(err)})"))
             continue
-        keep = instances[instances.scores >= confidence]
+        drawing = recorder.add(image, outputs, image_id, file_name=str(path))  # RGB
         (out / name).parent.mkdir(parents=True, exist_ok=True)
-        Visualizer(image[:, :, ::-1], metadata).draw_instance_predictions(keep).save(out / name)
-        for record in instances_to_coco_json(instances, image_id):
-            contiguous = record["category_id"]
-            record["category_id"] = to_dataset_id.get(contiguous, contiguous)
-            if contiguous < len(class_names):
-                record["category_name"] = class_names[contiguous]
-            results.append({**record, "file_name": str(path)})
-    atomic_write_text(out / "coco_instances_results.json", json.dumps(results))
-    return results, skipped
+        if not cv2.imwrite(str(out / name), drawing[:, :, ::-1]):
+            raise InputError(f"could not write image {out / name}")
+    recorder.write(out)
+    return recorder.results("instances"), skipped
 
 
 def predict_command(args: argparse.Namespace) -> int:
     cfg = load_experiment(args.config, args.overrides)
     weights = _weights_file(args.weights, "checkpoint", read=False)
-    images = _expand_inputs(args.input)
+    video = getattr(args, "video", None)
+    if video is not None:
+        check_video(video)
+    else:
+        images = _expand_inputs(args.input)
+    PREDICTION_OUTPUTS.names()  # a plugin that fails to load is reported before anything is written
     out = check_writable_dir(args.output)
     model = build_model(cfg.model, default_device())
     load_weights_checked(
@@ -295,6 +297,12 @@ def predict_command(args: argparse.Namespace) -> int:
     )
     predictor = Predictor(cfg, model=model)
     metadata = _prediction_metadata(cfg)
+    if video is not None:
+        written, frames, _ = predict_video(
+            predictor, video, out, metadata=metadata, confidence=args.confidence
+        )
+        print(f"{frames} frames of {video} -> {written}")
+        return 0
     _, skipped = predict_files(predictor, images, out, metadata=metadata, confidence=args.confidence)
     for path, reason in skipped:
         print(f"dt predict: skipped {path}: {reason}", file=sys.stderr)
