@@ -15,9 +15,11 @@ FAMILIES = {
     "shapes_retinanet.yaml": ("", "bbox/AP"),
     "shapes_fcos.yaml": ("", "bbox/AP"),
     "shapes_semantic_fpn.yaml": ("_sem_seg", "sem_seg/mIoU"),
+    "shapes_keypoint_rcnn.yaml": ("_keypoints", "keypoints/AP"),
 }
 _KEEP = (
     "thing_classes", "thing_dataset_id_to_contiguous_id", "stuff_classes", "ignore_label", "evaluator_type",
+    "keypoint_names", "keypoint_flip_map", "keypoint_oks_sigmas",
 )  # fmt: skip
 
 

@@ -34,9 +34,11 @@ from torch import nn
 
 import dt_models
 from dt_config import did_you_mean
-from dt_data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
+from dt_data import DatasetCatalog, MetadataCatalog, build_detection_test_loader, get_detection_dataset_dicts
 from dt_data import build as data_build
+from dt_data.detection_utils import get_fed_loss_cls_weights
 from dt_eval import DatasetEvaluator, inference_on_dataset, print_csv_format
+from dt_models.config import GeneralizedRCNNConfig, PrecomputedProposalsConfig
 
 from . import build as solver_build
 from . import comm
@@ -48,7 +50,7 @@ from .config.workflow import WORKFLOW_REGISTRY
 from .cpu import flush_denormals
 from .ema import ModelEMA
 from .errors import InputError
-from .evaluation import build_evaluator, evaluator_builder
+from .evaluation import build_evaluator, build_tta_model, evaluator_builder
 from .hooks import (
     BestCheckpointer,
     EvalHook,
@@ -122,20 +124,89 @@ def register_config_datasets(cfg: ExperimentConfig) -> None:
         raise InputError(str(err)) from None
 
 
-def _check_num_classes(cfg: ExperimentConfig, facts: ModelFacts) -> None:
-    """The model predicts as many classes as the training data has (fewer would crash inside the loss,
-    more would train silently wrong heads), and at least as many as each test dataset."""
-    if facts.num_classes is None:
+def _check_test_aug(cfg: ExperimentConfig, facts: ModelFacts) -> None:
+    """Test-time augmentation merges the boxes and masks of an R-CNN model that has a proposal
+    generator (as detectron2's ``GeneralizedRCNNWithTTA``)."""
+    if not cfg.test.aug.enabled:
         return
-    train = cfg.data.datasets.train
-    for name in train + cfg.data.datasets.test:
-        classes = MetadataCatalog.get(name).get("thing_classes")
-        expected = facts.num_classes.value
-        if classes is not None and (len(classes) > expected or (name in train and len(classes) != expected)):
+    model = cfg.model
+    if not isinstance(model, GeneralizedRCNNConfig):
+        problem = f"a {type(model).name} model"
+    elif facts.keypoint_on:
+        problem = "keypoint heads"
+    elif isinstance(model.proposal_generator, PrecomputedProposalsConfig):
+        problem = "precomputed proposals"
+    else:
+        return
+    raise InputError(
+        f"test.aug.enabled: test-time augmentation supports R-CNN boxes and masks, not {problem} "
+        "(set test.aug.enabled=false)"
+    )
+
+
+def _check_proposal_files(cfg: ExperimentConfig) -> None:
+    """Every proposal file exists, and a model takes precomputed proposals exactly when its datasets
+    have proposal files."""
+    datasets = cfg.data.datasets
+    precomputed = isinstance(getattr(cfg.model, "proposal_generator", None), PrecomputedProposalsConfig)
+    for split in ("train", "test"):
+        key, files = f"data.datasets.proposal_files_{split}", getattr(datasets, f"proposal_files_{split}")
+        if precomputed and getattr(datasets, split) and not files:
             raise InputError(
-                f"dataset {name!r} has {len(classes)} classes, {facts.num_classes.key} is {expected} "
-                f"(set {facts.num_classes.key}={len(classes)})"
+                f"{key}: expected a proposal file per dataset of data.datasets.{split}: the model's "
+                "proposal_generator is PrecomputedProposals"
             )
+        if files and not precomputed:
+            raise InputError(
+                f"{key}: proposal files are read by a model with proposal_generator "
+                "{name: PrecomputedProposals} only (remove them, or set model.proposal_generator)"
+            )
+        for index, path in enumerate(files):
+            if not os.path.isfile(path):
+                zoo_file = path.startswith("detectron2://")
+                hint = " (a detectron2 model-zoo file: download it, give its local path)" if zoo_file else ""
+                raise InputError(f"{key}[{index}]: proposal file not found: {path}{hint}")
+
+
+def _check_num_classes(cfg: ExperimentConfig, facts: ModelFacts) -> None:
+    """Every head predicts as many classes as the training data has (fewer would crash inside the loss,
+    more would train silently wrong heads), and at least as many as each test dataset: instance heads
+    against ``thing_classes``, semantic heads against ``stuff_classes`` and the ``ignore_label``."""
+    train = cfg.data.datasets.train
+    for count in facts.class_counts:
+        what = "classes" if count.kind == "thing" else "stuff classes (semantic labels)"
+        for name in train + cfg.data.datasets.test:
+            metadata = MetadataCatalog.get(name)
+            classes = metadata.get(f"{count.kind}_classes")
+            found = None if classes is None else len(classes)
+            expected = count.num_classes
+            if found is not None and (found != expected if name in train else found > expected):
+                raise InputError(
+                    f"dataset {name!r} has {found} {what}, {count.key} is {expected} "
+                    f"(set {count.key}={found})"
+                )
+            ignore = metadata.get("ignore_label") if count.ignore_key is not None else None
+            if ignore is not None and ignore != count.ignore_value:
+                raise InputError(
+                    f"dataset {name!r} marks unlabelled pixels with ignore_label {ignore}, "
+                    f"{count.ignore_key} is {count.ignore_value} (set {count.ignore_key}={ignore})"
+                )
+
+
+def set_fed_loss_weights(model: nn.Module, train_datasets: Iterable[str], facts: ModelFacts) -> None:
+    """Give every federated-loss box predictor of ``model`` its class sampling weights: the image
+    count of each class in the training datasets' metadata (``class_image_count``, LVIS) to the
+    config's power, as detectron2 computes them when it builds the predictor."""
+    power = facts.fed_loss_freq_weight_power
+    if power is None:
+        return
+    try:
+        weights = get_fed_loss_cls_weights(list(train_datasets), power)
+    except ValueError as e:
+        raise InputError(f"the federated loss needs per-class image counts of the training data: {e}") from e
+    for module in model.modules():
+        if getattr(module, "use_fed_loss", False) and hasattr(module, "set_fed_loss_cls_weights"):
+            module.set_fed_loss_cls_weights(weights.to(module.fed_loss_cls_weights.device))
 
 
 class DefaultTrainer:
@@ -158,12 +229,15 @@ class DefaultTrainer:
     def check(self) -> None:
         """What ``dt train``/``eval``/``demo`` check before anything is written or launched: every
         dataset is registered (the config's own ``datasets:`` first, with their metadata), the
-        training data has as many classes as the model (test data no more), and every test dataset
-        has an evaluator (``check_evaluator``). Raises ``InputError``."""
+        training data has as many classes as the model (test data no more), test-time augmentation
+        and proposal files suit the model, and every test dataset has an evaluator
+        (``check_evaluator``). Raises ``InputError``."""
         register_config_datasets(self.cfg)
         datasets = self.cfg.data.datasets
         _check_datasets(datasets.train + datasets.test)
         _check_num_classes(self.cfg, self.model_facts)
+        _check_test_aug(self.cfg, self.model_facts)
+        _check_proposal_files(self.cfg)
         for name in datasets.test:
             self.check_evaluator(name)
 
@@ -193,6 +267,7 @@ class DefaultTrainer:
             seed=seed,
             mask_on=self.model_facts.mask_on,
             keypoint_on=self.model_facts.keypoint_on,
+            min_keypoints=self.model_facts.min_keypoints_per_image,
         )
 
     def build_test_loader(self, dataset_name: str) -> Iterable[Any]:
@@ -201,11 +276,18 @@ class DefaultTrainer:
 
     def build_validation_loader(self) -> Iterable[Any]:
         """The test datasets with training-time mapping (annotations kept), for ``ValidationLoss``."""
-        facts = self.model_facts
+        facts, datasets = self.model_facts, self.cfg.data.datasets
         mapper = data_build.build_mapper(
-            self.cfg.data, True, mask_on=facts.mask_on, keypoint_on=facts.keypoint_on
+            self.cfg.data,
+            True,
+            mask_on=facts.mask_on,
+            keypoint_on=facts.keypoint_on,
+            precomputed_proposal_topk=datasets.proposal_topk(is_train=False),
         )
-        return build_detection_test_loader(list(self.cfg.data.datasets.test), mapper=mapper, batch_size=1)
+        dicts = get_detection_dataset_dicts(
+            list(datasets.test), filter_empty=False, proposal_files=datasets.proposal_files_test or None
+        )
+        return build_detection_test_loader(dicts, mapper=mapper, batch_size=1)
 
     def build_evaluator(self, dataset_name: str, output_dir: str | None = None) -> DatasetEvaluator:
         """The evaluator(s) of the dataset's ``evaluator_type`` (``dt_engine.evaluation``); files go to
@@ -273,6 +355,7 @@ class DefaultTrainer:
         out = Path(cfg.output_dir)
         _seed_everything(cfg.seed + comm.get_rank())
         model = self.build_model()
+        set_fed_loss_weights(model, self.cfg.data.datasets.train, self.model_facts)
         if weights is not None:
             load_model_weights(model, weights)  # before the EMA copies them; a resume overwrites both
         optimizer = self.build_optimizer(model)
@@ -307,21 +390,38 @@ class DefaultTrainer:
 
     def _test_during_training(self, parts: TrainingParts) -> Mapping[str, Any]:
         ema: ModelEMA | None = parts.trainer.ema
+        # test-time augmentation after the last iteration only, as detectron2's train_net
+        with_tta = self.cfg.test.aug.enabled and parts.trainer.iter >= parts.trainer.max_iter
         if ema is None:
-            return self.test(parts.model)
+            return self.test(parts.model, with_tta=with_tta)
         with ema.apply_to(parts.model):
-            return self.test(parts.model)
+            return self.test(parts.model, with_tta=with_tta)
 
-    def test(self, model: nn.Module) -> dict[str, Any]:
+    def test(self, model: nn.Module, *, with_tta: bool | None = None) -> dict[str, Any]:
         """Evaluate ``model`` on every ``data.datasets.test`` with ``build_test_loader`` and
         ``build_evaluator``: ``{task: {metric: value}}`` for one dataset, ``{dataset: {task: ...}}``
-        for several, ``{}`` for none (results on the main process; other processes get ``{}``)."""
+        for several, ``{}`` for none (results on the main process; other processes get ``{}``).
+
+        With test-time augmentation (``with_tta``, default ``test.aug.enabled``) each dataset's
+        results also hold those of ``build_tta_model`` as ``<task>_TTA`` (``bbox_TTA``, ...), its
+        evaluator files in ``<output_dir>/inference_TTA/<dataset>``."""
         register_config_datasets(self.cfg)
+        if with_tta is None:
+            with_tta = self.cfg.test.aug.enabled
+        tta_model = build_tta_model(self.cfg, model) if with_tta else None
         results = {}
         for name in self.cfg.data.datasets.test:
             evaluator = self.build_evaluator(name)
             loader = self.build_test_loader(name)
             results[name] = inference_on_dataset(model, loader, evaluator, progress=comm.is_main_process())
+            if tta_model is not None:
+                evaluator = self.build_evaluator(
+                    name, os.path.join(self.cfg.output_dir, "inference_TTA", name)
+                )
+                augmented = inference_on_dataset(
+                    tta_model, loader, evaluator, progress=comm.is_main_process()
+                )
+                results[name].update({f"{task}_TTA": value for task, value in augmented.items()})
             if comm.is_main_process() and results[name]:
                 logger.info("evaluation results of %s:", name)
                 print_csv_format(results[name])

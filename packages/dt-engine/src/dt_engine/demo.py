@@ -137,12 +137,15 @@ def _val_images(dataset: str, count: int) -> list[str]:
     return [d["file_name"] for d in dicts[:count]]
 
 
-def _table(results: Mapping[str, Mapping[str, float]]) -> str:
+def _table(results: Mapping[str, Mapping[str, float | None]]) -> str:
+    """The bbox/segm AP table; a metric that is missing or undefined (``None``: NaN in strict JSON,
+    e.g. APs without small objects) prints as ``nan``."""
     header = "        " + "".join(f"{m:>8}" for m in SUMMARY_METRICS)
     rows = [header]
     for task in ("bbox", "segm"):
         if task in results:
-            cells = "".join(f"{results[task].get(m, float('nan')):8.1f}" for m in SUMMARY_METRICS)
+            values = [results[task].get(m) for m in SUMMARY_METRICS]
+            cells = "".join(f"{float('nan') if v is None else v:8.1f}" for v in values)
             rows.append(f"  {task:<6}{cells}")
     return "\n".join(rows)
 

@@ -16,6 +16,10 @@ A project adds a type without editing dt: a function ``(dataset_name, cfg, outpu
 list of evaluators`` registered with ``@EVALUATOR_REGISTRY.register("my_type")``, in a module named
 by an entry point of the group ``dt_engine.evaluator`` (imported the first time an unknown type
 is asked for).
+
+With ``test.aug.enabled``, an R-CNN model is also evaluated with test-time augmentation
+(``build_tta_model``: dt-models' ``GeneralizedRCNNWithTTA`` resizing with dt-data's
+``ResizeShortestEdge``); its results are named ``<task>_TTA``, as detectron2's ``test_with_TTA``.
 """
 
 from __future__ import annotations
@@ -25,8 +29,13 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, TypeVar
 
+import numpy as np
+import torch
+from torch import nn
+
 from dt_config import did_you_mean
 from dt_data import DatasetCatalog, MetadataCatalog
+from dt_data import transforms as T
 from dt_eval import (
     CityscapesInstanceEvaluator,
     CityscapesSemSegEvaluator,
@@ -38,6 +47,7 @@ from dt_eval import (
     PascalVOCDetectionEvaluator,
     SemSegEvaluator,
 )
+from dt_models.test_time_augmentation import GeneralizedRCNNWithTTA
 
 from .errors import InputError
 
@@ -49,7 +59,9 @@ __all__ = [
     "EvaluatorBuilder",
     "EvaluatorRegistry",
     "build_evaluator",
+    "build_tta_model",
     "evaluator_builder",
+    "resize_shortest_edge",
 ]
 
 logger = logging.getLogger(__name__)
@@ -139,11 +151,14 @@ def build_evaluator(dataset_name: str, cfg: ExperimentConfig, output_dir: str) -
 
 
 def _coco(dataset_name: str, cfg: ExperimentConfig, output_dir: str, dicts: list[dict]) -> COCOEvaluator:
+    """COCO evaluator; keypoints use the dataset's ``keypoint_oks_sigmas`` (else COCO's 17)."""
+    metadata = MetadataCatalog.get(dataset_name)
     return COCOEvaluator(
         dataset_name,
         output_dir=output_dir,
         max_dets_per_image=cfg.test.detections_per_image,
-        metadata=MetadataCatalog.get(dataset_name),
+        kpt_oks_sigmas=metadata.get("keypoint_oks_sigmas", ()),
+        metadata=metadata,
         dataset_dicts=dicts,
     )
 
@@ -205,3 +220,27 @@ def cityscapes_sem_seg_evaluators(
     dataset_name: str, cfg: ExperimentConfig, output_dir: str
 ) -> list[DatasetEvaluator]:
     return [CityscapesSemSegEvaluator(dataset_name, metadata=MetadataCatalog.get(dataset_name))]
+
+
+def resize_shortest_edge(image: torch.Tensor, min_size: int, max_size: int) -> torch.Tensor:
+    """``image`` ``Tensor[C, H, W]`` resized by dt-data's ``ResizeShortestEdge(min_size, max_size)``
+    (short edge ``min_size``, long edge at most ``max_size``; uint8 through PIL, as detectron2)."""
+    height, width = image.shape[-2:]
+    new_height, new_width = T.ResizeShortestEdge.get_output_shape(height, width, min_size, max_size)
+    resized = T.ResizeTransform(height, width, new_height, new_width).apply_image(
+        image.permute(1, 2, 0).cpu().numpy()
+    )  # [H', W', C]
+    return torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1))).to(image.device)
+
+
+def build_tta_model(cfg: ExperimentConfig, model: nn.Module) -> GeneralizedRCNNWithTTA:
+    """``model`` (a ``GeneralizedRCNN``, possibly DDP-wrapped) with the views of ``cfg.test.aug``."""
+    aug = cfg.test.aug
+    return GeneralizedRCNNWithTTA(
+        model,
+        resize=resize_shortest_edge,
+        min_sizes=aug.min_sizes,
+        max_size=aug.max_size,
+        flip=aug.flip,
+        detections_per_image=cfg.test.detections_per_image,
+    )
