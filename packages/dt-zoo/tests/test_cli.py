@@ -96,3 +96,31 @@ def test_the_zoo_commands_own_example_runs(capsys):
 
     assert main(shlex.split(COMMAND.example)[1:]) == 0
     assert "COCO-Keypoints/keypoint_rcnn_R_50_FPN_3x" in capsys.readouterr().out
+
+
+def test_predict_model_is_the_zoo_config_and_its_weights(monkeypatch, capsys, tmp_path):
+    """``dt predict --model NAME`` loads NAME's config and fetches ``zoo:NAME``: offline and uncached,
+    the one line names that entry's weights URL."""
+    monkeypatch.setenv("DT_OFFLINE", "1")
+    name = "COCO-Detection/faster_rcnn_R_50_FPN_3x"
+    argv = ["predict", "--model", name, "--input", str(tmp_path), "--output", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and dt_zoo.info(name).weights.urls[0] in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (
+            ["--model", "COCO-Detection/faster_rcnn_R_50_FPN_3x", "--weights", "w.pth"],
+            "--model NAME replaces",
+        ),
+        (["--config", "COCO-Detection/faster_rcnn_R_50_FPN_3x"], "needs --weights, or --model NAME"),
+    ],
+)
+def test_predict_needs_config_and_weights_or_model(options, expected, capsys, tmp_path):
+    assert main(["predict", *options, "--input", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dt predict: error: {expected}") and err.count("\n") == 1

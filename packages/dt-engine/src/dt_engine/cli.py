@@ -125,8 +125,13 @@ def build_parser(extra_commands: dict[str, Command] | None = None) -> argparse.A
     )
 
     predict = sub["predict"]
-    _add_common(predict, config_required=True)
-    predict.add_argument("--weights", required=True, metavar="PATH", help="e.g. output/model_final.pth")
+    _add_common(predict, config_required=False)
+    predict.add_argument("--weights", metavar="PATH", help="e.g. output/model_final.pth")
+    predict.add_argument(
+        "--model",
+        metavar="NAME",
+        help="a zoo model instead of --config and --weights (e.g. COCO-Detection/faster_rcnn_R_50_FPN_3x)",
+    )
     predict.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights (e.g. --ema)")
     predict.add_argument(
         "--allow-partial-weights", action="store_true", help="run even if weights leave tensors unset"
@@ -208,6 +213,18 @@ def _run(args: argparse.Namespace) -> int:
     return commands[args.command](args)
 
 
+def _zoo_model_arguments(args: argparse.Namespace) -> None:
+    """``dt predict --model NAME`` is ``--config NAME --weights zoo:NAME``; otherwise both are needed."""
+    if args.model is None:
+        missing = [option for option in ("config", "weights") if getattr(args, option) is None]
+        if missing:
+            raise InputError(f"needs --{' and --'.join(missing)}, or --model NAME (a zoo model)")
+        return
+    if args.config is not None or args.weights is not None:
+        raise InputError("--model NAME replaces --config and --weights; give one or the other")
+    args.config, args.weights = args.model, f"zoo:{args.model}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dt`` console script; returns the exit code."""
     try:
@@ -220,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in extra_commands:
             return extra_commands[args.command].run(args)
+        if args.command == "predict":
+            _zoo_model_arguments(args)
         if getattr(args, "weights", None):  # `zoo:NAME` and other sources: fetched once, before any launch
             from .weights import resolve_weights
 
