@@ -117,7 +117,8 @@ def preflight(names: Sequence[str], *, train: Sequence[str] = (), skip_bad_image
 
 def train_command(args: argparse.Namespace) -> int:
     cfg, _ = load_checked(args.config, args.overrides)
-    weights = _weights_file(args.weights, "weights file", read=True)  # the processes load it later
+    initial = args.weights or cfg.model.weights  # --weights overrides the config's model.weights
+    weights = _weights_file(initial, "weights file", read=True)  # the processes load it later
     if args.dist_timeout <= 0:
         raise InputError(f"--dist-timeout must be > 0 minutes, got {args.dist_timeout}")
     if args.num_gpus < 1 or args.num_machines < 1 or not 0 <= args.machine_rank < args.num_machines:

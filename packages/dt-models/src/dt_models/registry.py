@@ -138,6 +138,10 @@ class ModelConfig(Tagged):
     """Base of model configs; the data's ``name`` picks the meta-architecture (default: GeneralizedRCNN)."""
 
     version: int = attrs.field(default=CURRENT_VERSION, validator=check.one_of((CURRENT_VERSION,)))
+    weights: str | None = None
+    """The weights ``dt train`` starts from (detectron2's ``MODEL.WEIGHTS``): a file, or a name a
+    weights source knows (``zoo:NAME``); ``--weights`` overrides it and a resumed checkpoint wins over
+    both. ``build_model`` does not read it."""
 
     def gt_fields(self) -> frozenset[str]:
         """The ground-truth ``Instances`` fields the model trains on (``gt_boxes``, ``gt_masks``, ...)."""
