@@ -173,3 +173,23 @@ def test_config_names_work_wherever_a_config_path_does(tmp_path, monkeypatch):
     own.parent.mkdir()
     own.write_text("solver: {max_iter: 5, steps: [3]}\n")
     assert load_experiment("COCO-Detection/retinanet_R_50_FPN_3x.yaml").solver.max_iter == 5  # a file wins
+
+
+def test_model_weights_translate_to_the_zoo_entry_holding_them():
+    r50 = "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
+    assert make_configs.initial_weights(r50) == "zoo:ImageNetPretrained/MSRA/R-50"
+    gn = "catalog://ImageNetPretrained/FAIR/R-50-GN"
+    assert make_configs.initial_weights(gn) == "zoo:ImageNetPretrained/FAIR/R-50-GN"
+    coco = "detectron2://COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x/137849600/model_final_f10217.pkl"
+    assert make_configs.initial_weights(coco) == "zoo:COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x"
+    assert make_configs.initial_weights("") is None
+    with pytest.raises(ConfigError, match="no zoo entry"):
+        make_configs.initial_weights("detectron2://elsewhere/model.pkl")
+
+
+def test_every_zoo_configs_initial_weights_are_a_zoo_entry():
+    starts = [load_experiment(path).model.weights for path in sorted(CONFIG_DIR.rglob("*.yaml"))]
+    named = [w for w in starts if w is not None]
+    assert len(named) >= 40
+    for weights in named:
+        assert weights.startswith("zoo:") and dt_zoo.info(weights.removeprefix("zoo:")).weights.urls

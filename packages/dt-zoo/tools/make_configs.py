@@ -139,6 +139,30 @@ def _value(raw: Any) -> Any:
     return raw
 
 
+_DETECTRON2_URL = "https://dl.fbaipublicfiles.com/detectron2/"
+
+
+def initial_weights(raw: str) -> str | None:
+    """``model.weights`` for detectron2's ``MODEL.WEIGHTS``: ``zoo:NAME`` of the zoo entry that holds
+    the file (``detectron2://PATH`` is ``<its CDN>/PATH``; ``catalog://NAME`` names an entry), ``None``
+    for ``""``.
+
+    Raises:
+        ConfigError: the weights are not a zoo entry (the config waits rather than lose its start).
+    """
+    if not raw:
+        return None
+    entries = default_manifest().entries
+    if raw.startswith("catalog://"):
+        names = [e.name for e in entries if e.name == raw.removeprefix("catalog://")]
+    else:
+        url = _DETECTRON2_URL + raw.removeprefix("detectron2://")
+        names = [e.name for e in entries if e.weights is not None and url in e.weights.urls]
+    if not names:
+        raise ConfigError([f"MODEL.WEIGHTS = {raw!r} is no zoo entry's weights"])
+    return f"zoo:{names[0]}"
+
+
 def experiment_data(path: Path) -> dict[str, Any]:
     """Plain ``ExperimentConfig`` data equivalent to the detectron2 config file at ``path``.
 
@@ -149,6 +173,7 @@ def experiment_data(path: Path) -> dict[str, Any]:
     problems = []
     try:
         model = unstructure(detectron2_model_config(path))
+        model["weights"] = initial_weights(_flatten(load_detectron2_yaml(path)).get("MODEL.WEIGHTS", ""))
     except ConfigError as err:
         problems += err.problems
         model = None
