@@ -19,33 +19,13 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _worker import serve
+from inference import calibrate_frozen_bn
 
 FULL_WIDTH = [
     "MODEL.RESNETS.WIDTH_PER_GROUP", 64, "MODEL.RESNETS.RES2_OUT_CHANNELS", 256,
     "MODEL.RESNETS.STEM_OUT_CHANNELS", 64, "MODEL.FPN.OUT_CHANNELS", 256, "MODEL.ROI_BOX_HEAD.FC_DIM", 1024,
     "MODEL.ROI_MASK_HEAD.CONV_DIM", 256, "MODEL.ROI_HEADS.NUM_CLASSES", 80,
 ]  # fmt: skip
-
-
-@torch.no_grad()
-def calibrate_frozen_bn(model, batched_inputs) -> None:
-    """Set each FrozenBN's statistics to the per-channel mean/variance of its convolution's output."""
-    from detectron2.layers import Conv2d, FrozenBatchNorm2d
-
-    def hook(conv, args):
-        y = torch.nn.functional.conv2d(
-            args[0], conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups
-        )
-        conv.norm.running_mean.copy_(y.mean(dim=(0, 2, 3)))
-        conv.norm.running_var.copy_(y.var(dim=(0, 2, 3), unbiased=False))
-
-    convs = [m for m in model.modules() if isinstance(m, Conv2d) and isinstance(m.norm, FrozenBatchNorm2d)]
-    handles = [conv.register_forward_pre_hook(hook) for conv in convs]
-    try:
-        model.backbone(model.preprocess_image(batched_inputs).tensor)
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def training_batch(inputs: dict) -> list[dict]:
@@ -88,7 +68,9 @@ def setup(case: str, folder: str):
             inputs = [{"image": shared["image"]}]
         else:
             inputs = training_batch(shared)
-        calibrate_frozen_bn(model, inputs)
+        from detectron2.layers import Conv2d, FrozenBatchNorm2d
+
+        calibrate_frozen_bn(model, inputs, Conv2d, FrozenBatchNorm2d)
         torch.save({"model": model.state_dict()}, os.path.join(folder, "detectron2_weights.pth"))
     outputs: dict = {}
     if case in ("golden", "full"):

@@ -55,13 +55,20 @@ def astronaut_bgr(size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def calibrate_frozen_bn(model, batched_inputs) -> None:
+def calibrate_frozen_bn(
+    model, batched_inputs, conv_type: type | None = None, norm_type: type | None = None
+) -> None:
     """Set each FrozenBN's statistics to its input's per-channel mean/variance in one forward pass.
 
     dt folds a FrozenBN into the convolution before it, so the statistics are taken on that
-    convolution's raw output, just before they are used.
+    convolution's raw output, just before they are used. ``conv_type``/``norm_type``: the
+    convolution-with-norm and FrozenBN classes (default dt's; ``_detectron2_worker`` passes
+    detectron2's, whose model has the same ``preprocess_image``/``backbone``/``conv.norm`` layout).
     """
-    from dt_models.layers import Conv2d, FrozenBatchNorm2d
+    if conv_type is None or norm_type is None:
+        from dt_models.layers import Conv2d, FrozenBatchNorm2d
+
+        conv_type, norm_type = Conv2d, FrozenBatchNorm2d
 
     def hook(conv, args):
         y = torch.nn.functional.conv2d(
@@ -70,7 +77,7 @@ def calibrate_frozen_bn(model, batched_inputs) -> None:
         conv.norm.running_mean.copy_(y.mean(dim=(0, 2, 3)))
         conv.norm.running_var.copy_(y.var(dim=(0, 2, 3), unbiased=False))
 
-    convs = [m for m in model.modules() if isinstance(m, Conv2d) and isinstance(m.norm, FrozenBatchNorm2d)]
+    convs = [m for m in model.modules() if isinstance(m, conv_type) and isinstance(m.norm, norm_type)]
     handles = [conv.register_forward_pre_hook(hook) for conv in convs]
     try:
         model.backbone(model.preprocess_image(batched_inputs).tensor)
