@@ -38,7 +38,6 @@ from dt_data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
 from dt_data import build as data_build
 from dt_data.detection_utils import get_fed_loss_cls_weights
 from dt_eval import DatasetEvaluator, inference_on_dataset, print_csv_format
-from dt_models.config import GeneralizedRCNNConfig, PrecomputedProposalsConfig
 
 from . import build as solver_build
 from . import comm
@@ -129,12 +128,11 @@ def _check_test_aug(cfg: ExperimentConfig, facts: ModelFacts) -> None:
     generator (as detectron2's ``GeneralizedRCNNWithTTA``)."""
     if not cfg.test.aug.enabled:
         return
-    model = cfg.model
-    if not isinstance(model, GeneralizedRCNNConfig):
-        problem = f"a {type(model).name} model"
+    if facts.meta_architecture != "GeneralizedRCNN":
+        problem = f"a {facts.meta_architecture} model"
     elif facts.keypoint_on:
         problem = "keypoint heads"
-    elif isinstance(model.proposal_generator, PrecomputedProposalsConfig):
+    elif facts.precomputed_proposals:
         problem = "precomputed proposals"
     else:
         return
@@ -144,11 +142,11 @@ def _check_test_aug(cfg: ExperimentConfig, facts: ModelFacts) -> None:
     )
 
 
-def _check_proposal_files(cfg: ExperimentConfig) -> None:
+def _check_proposal_files(cfg: ExperimentConfig, facts: ModelFacts) -> None:
     """Every proposal file exists, and a model takes precomputed proposals exactly when its datasets
     have proposal files."""
     datasets = cfg.data.datasets
-    precomputed = isinstance(getattr(cfg.model, "proposal_generator", None), PrecomputedProposalsConfig)
+    precomputed = facts.precomputed_proposals
     for split in ("train", "test"):
         key, files = f"data.datasets.proposal_files_{split}", getattr(datasets, f"proposal_files_{split}")
         if precomputed and getattr(datasets, split) and not files:
@@ -237,7 +235,7 @@ class DefaultTrainer:
         _check_datasets(datasets.train + datasets.test)
         _check_num_classes(self.cfg, self.model_facts)
         _check_test_aug(self.cfg, self.model_facts)
-        _check_proposal_files(self.cfg)
+        _check_proposal_files(self.cfg, self.model_facts)
         for name in datasets.test:
             self.check_evaluator(name)
 

@@ -32,7 +32,9 @@ class Fact(Generic[T]):
 
 @attrs.frozen(kw_only=True)
 class ModelFacts:
-    """``input_format``: channel order the model's ``pixel_mean``/``pixel_std`` are in;
+    """``meta_architecture``: the model config's registered name (``"GeneralizedRCNN"``, ...);
+    ``precomputed_proposals``: the model reads proposals from the datasets' proposal files instead of
+    generating them; ``input_format``: channel order the model's ``pixel_mean``/``pixel_std`` are in;
     ``class_counts``: classes of every head that predicts classes (keys in the experiment config);
     ``num_classes``: of the instance head (the first ``"thing"`` count); ``detections_per_image``: of
     the ROI heads; ``mask_on``/``keypoint_on``: the model trains those heads (so the loaders must keep
@@ -41,6 +43,8 @@ class ModelFacts:
     ``fed_loss_freq_weight_power``: the box predictor trains a federated loss whose class weights
     are the training data's image counts to this power (``None``: no federated loss)."""
 
+    meta_architecture: str
+    precomputed_proposals: bool = False
     input_format: Fact[str] | None = None
     class_counts: tuple[ClassCount, ...] = ()
     num_classes: Fact[int] | None = None
@@ -69,7 +73,10 @@ def model_facts(model: ModelConfig) -> ModelFacts:
     min_keypoints = [getattr(b, "min_keypoints_per_image", 0) for b in branches.values()]
     box_predictor = getattr(roi_heads, "box_predictor", None)
     fed_loss = getattr(box_predictor, "use_fed_loss", False)
+    proposal_generator = getattr(model, "proposal_generator", None)
     return ModelFacts(
+        meta_architecture=type(model).name,
+        precomputed_proposals=getattr(proposal_generator, "name", None) == "PrecomputedProposals",
         input_format=_fact(model, "model", "input_format"),
         class_counts=counts,
         num_classes=things[0] if things else None,
