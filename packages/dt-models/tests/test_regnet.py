@@ -31,6 +31,25 @@ def test_regnet_widths_and_depths(params, group_width, widths, depths):
     assert adjusted == widths and all(w % g == 0 for w, g in zip(adjusted, groups, strict=True))
 
 
+# torchvision's regnet_x_400mf and regnet_y_800mf: stage widths 392 and 136, 776 are odd multiples of 8
+X_400MF = {"depth": 22, "w_0": 24, "w_a": 24.48, "w_m": 2.54, "group_width": 16}
+Y_800MF = {"depth": 14, "w_0": 56, "w_a": 38.84, "w_m": 2.4, "group_width": 16}
+
+
+@pytest.mark.parametrize(
+    ("fields", "half_even", "half_up"),
+    [(X_400MF, [32, 64, 160, 384], [32, 64, 160, 400]), (Y_800MF, [64, 128, 320, 768], [64, 144, 320, 784])],
+)
+def test_width_rounding_half_even_as_detectron2_half_up_as_torchvision(fields, half_even, half_up):
+    assert RegNetConfig(**fields).stage_specs()[0] == half_even  # the default: detectron2's widths
+    assert RegNetConfig(**fields, width_rounding="half_up").stage_specs()[0] == half_up
+    # half up never loses more than 10%: 96 to a multiple of 40 is 80, so 120
+    assert adjust_block_compatibility([96], [1.0], [40], rounding="half_up")[0] == [120]
+    assert adjust_block_compatibility([96], [1.0], [40])[0] == [80]
+    with pytest.raises(ConfigError, match="width_rounding"):
+        structure(RegNetConfig, {**fields, "width_rounding": "nearest"})
+
+
 @pytest.mark.parametrize("hw", [(64, 64), (70, 45), (33, 96)])
 def test_regnet_shapes_for_several_sizes(hw):
     model = build_backbone(

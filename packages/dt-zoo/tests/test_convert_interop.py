@@ -98,11 +98,16 @@ def test_resnet(library, name, fields):
 
 
 # torchvision's BlockParams.from_init_params and timm's RegNetCfg arguments of each model.
-# torchvision rounds a stage width to its group width half up where dt (as pycls and timm) rounds half
-# to even: regnet_x_400mf's s4 is 400 wide there, 384 in dt's RegNet, which cannot be built 400 wide.
+# torchvision rounds a stage width to its group width half up (``width_rounding: half_up``) where
+# detectron2, pycls and timm round half to even: regnet_x_400mf's s4 is 400 wide there, not 384, and
+# regnet_y_800mf's s2 and s4 are 144 and 784, not 128 and 768; and never more than 10% below the
+# unrounded width: regnet_y_8gf's s1 is 224, not 168.
 TORCHVISION_REGNETS = {
     "regnet_y_400mf": {"depth": 16, "w_0": 48, "w_a": 27.89, "w_m": 2.09, "group_width": 8, "se_ratio": 0.25},
     "regnet_x_1_6gf": {"depth": 18, "w_0": 80, "w_a": 34.01, "w_m": 2.25, "group_width": 24},
+    "regnet_x_400mf": {"depth": 22, "w_0": 24, "w_a": 24.48, "w_m": 2.54, "group_width": 16},
+    "regnet_y_800mf": {"depth": 14, "w_0": 56, "w_a": 38.84, "w_m": 2.4, "group_width": 16, "se_ratio": 0.25},
+    "regnet_y_8gf": {"depth": 17, "w_0": 192, "w_a": 76.82, "w_m": 2.19, "group_width": 56, "se_ratio": 0.25},
 }
 TIMM_REGNETS = {
     "regnetx_002": {"depth": 13, "w_0": 24, "w_a": 36.44, "w_m": 2.49, "group_width": 8},
@@ -121,7 +126,8 @@ def test_torchvision_regnet(name):
     import torchvision
 
     reference = _randomize_batchnorm(getattr(torchvision.models, name)(weights=None))
-    model = _loaded(_dt_regnet(TORCHVISION_REGNETS[name]), torchvision_regnet_to_dt(reference.state_dict()))
+    fields = {**TORCHVISION_REGNETS[name], "width_rounding": "half_up"}
+    model = _loaded(_dt_regnet(fields), torchvision_regnet_to_dt(reference.state_dict()))
     x = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
         y, expected = reference.stem(x), {}

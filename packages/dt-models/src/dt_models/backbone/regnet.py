@@ -26,6 +26,7 @@ from dt_models.layers import NORM_NAMES, FrozenBatchNorm2d, ShapeSpec, get_norm
 from dt_models.registry import BACKBONE_REGISTRY, BackboneConfig
 
 __all__ = [
+    "WIDTH_ROUNDINGS",
     "AnyNet",
     "RegNetConfig",
     "RegNetFPNConfig",
@@ -37,6 +38,7 @@ __all__ = [
 
 STEM_TYPES = ("simple", "res")
 BLOCK_TYPES = ("res_bottleneck", "res_basic", "vanilla")
+WIDTH_ROUNDINGS = ("half_even", "half_up")
 
 
 def _conv(
@@ -269,15 +271,28 @@ def generate_regnet_parameters(
     return stage_widths.tolist(), stage_depths.tolist()
 
 
+def _round_to_multiple(value: int, multiple: int, rounding: str) -> int:
+    """``value`` rounded to a positive multiple of ``multiple``: ``half_even`` as pycls and detectron2
+    (Python's ``round``: 392 -> 384 for 16), ``half_up`` as torchvision's RegNet (392 -> 400), which
+    also adds one ``multiple`` when rounding down would lose more than 10% of ``value``."""
+    if rounding == "half_even":
+        return max(multiple, int(round(value / multiple) * multiple))
+    if rounding != "half_up":
+        raise ValueError(f"rounding must be one of {list(WIDTH_ROUNDINGS)}, got {rounding!r}")
+    rounded = max(multiple, (value + multiple // 2) // multiple * multiple)
+    return rounded + multiple if rounded < 0.9 * value else rounded
+
+
 def adjust_block_compatibility(
-    widths: Sequence[int], bottleneck_ratios: Sequence[float], group_widths: Sequence[int]
-) -> tuple[list[int], list[float], list[int]]:
+    widths: Sequence[int], bottleneck_ratios: Sequence[float], group_widths: Sequence[int],
+    *, rounding: str = "half_even",
+) -> tuple[list[int], list[float], list[int]]:  # fmt: skip
     """Round each stage's width so its bottleneck width is a multiple of its group width (which is
-    capped at the bottleneck width)."""
+    capped at the bottleneck width); ``rounding`` (``WIDTH_ROUNDINGS``) as in ``_round_to_multiple``."""
     bottleneck = [int(max(1, w * b)) for w, b in zip(widths, bottleneck_ratios, strict=True)]
     groups = [int(min(g, v)) for g, v in zip(group_widths, bottleneck, strict=True)]
     multiples = [int(np.lcm(g, b)) if b > 1 else g for g, b in zip(groups, bottleneck_ratios, strict=True)]
-    bottleneck = [max(m, int(round(v / m) * m)) for v, m in zip(bottleneck, multiples, strict=True)]
+    bottleneck = [_round_to_multiple(v, m, rounding) for v, m in zip(bottleneck, multiples, strict=True)]
     widths = [int(v / b) for v, b in zip(bottleneck, bottleneck_ratios, strict=True)]
     return widths, list(bottleneck_ratios), groups
 
@@ -285,7 +300,10 @@ def adjust_block_compatibility(
 @attrs.define(frozen=True, kw_only=True)
 class RegNetConfig(BackboneConfig):
     """A RegNet; defaults are RegNetX-4GF as detectron2's RegNet-FPN baselines use it. RegNetY-4GF is
-    ``depth: 22, w_a: 31.41, w_m: 2.24, group_width: 64, se_ratio: 0.25``."""
+    ``depth: 22, w_a: 31.41, w_m: 2.24, group_width: 64, se_ratio: 0.25``. ``width_rounding`` rounds
+    each stage width to its group width: ``half_even`` as detectron2 and pycls (and timm), ``half_up``
+    as torchvision, whose ``regnet_x_400mf``, ``regnet_y_800mf`` and ``regnet_y_8gf`` have wider stages
+    for it."""
 
     name: ClassVar[str] = "RegNet"
     stem_type: str = attrs.field(default="simple", validator=check.one_of(STEM_TYPES))
@@ -298,6 +316,7 @@ class RegNetConfig(BackboneConfig):
     group_width: int = attrs.field(default=40, validator=check.at_least(1))
     bottleneck_ratio: float = attrs.field(default=1.0, validator=check.greater_than(0.0))
     se_ratio: float = attrs.field(default=0.0, validator=check.at_least(0.0))
+    width_rounding: str = attrs.field(default="half_even", validator=check.one_of(WIDTH_ROUNDINGS))
     stride: int = attrs.field(default=2, validator=check.at_least(1))
     norm: str = attrs.field(default="FrozenBN", validator=check.one_of(NORM_NAMES))
     freeze_at: int = attrs.field(default=2, validator=check.at_least(0))
@@ -318,7 +337,9 @@ class RegNetConfig(BackboneConfig):
         """Per-stage (widths, depths, group widths) after the compatibility adjustment."""
         widths, depths = generate_regnet_parameters(self.w_a, self.w_0, self.w_m, self.depth)
         ratios = [self.bottleneck_ratio] * len(widths)
-        widths, _, groups = adjust_block_compatibility(widths, ratios, [self.group_width] * len(widths))
+        widths, _, groups = adjust_block_compatibility(
+            widths, ratios, [self.group_width] * len(widths), rounding=self.width_rounding
+        )
         return widths, depths, groups
 
     def num_stages(self) -> int:
