@@ -241,7 +241,7 @@ class MViT(Backbone):
             self.pos_embed = nn.Parameter(
                 torch.zeros(1, num_patches + int(pretrain_use_cls_token), embed_dim)
             )
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # also under meta
         dim, dim_out, heads = embed_dim, embed_dim, num_heads
         stride_kv, window, stride = adaptive_kv_stride, adaptive_window_size, patch_stride[0]
         input_size = (img_size // patch_stride[0], img_size // patch_stride[1])

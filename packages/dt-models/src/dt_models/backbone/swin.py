@@ -227,7 +227,7 @@ class SwinTransformer(Backbone):
             grid = pretrain_img_size // patch_size
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, grid, grid))
             nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()  # also under meta
         self.layers = nn.ModuleList()
         for i, (depth, heads) in enumerate(zip(depths, num_heads, strict=True)):
             dim = embed_dim * 2**i
