@@ -42,6 +42,6 @@ def test_narrow_recipe_trains_two_iterations_and_evaluates(name, tmp_path, capsy
     assert {*expected, "loss_rpn_cls", "loss_rpn_loc", "loss_mask"} <= set(losses)
     assert any("bbox/AP" in r and "segm/AP" in r for r in records)  # inference + evaluation after training
     saved = load_experiment(out / "config.yaml")
-    assert saved.workflow.name == "ViTDetTrainer"
+    assert saved.workflow.name == "LSJTrainer"
     assert saved.model.backbone.name == ("MViTFPN" if "mvitv2" in name else "ViTSimpleFeaturePyramid")
     assert (out / "model_final.pth").is_file()

@@ -1,9 +1,9 @@
 """ViTDet on dt: the Mask and Cascade R-CNN recipes of "Exploring Plain Vision Transformer Backbones for
-Object Detection" (Li et al. 2022) as configs shipped with the package, and the ``ViTDetTrainer``
-workflow that trains them with large-scale jitter.
+Object Detection" (Li et al. 2022) as configs shipped with the package.
 
-The backbone (``ViTSimpleFeaturePyramid``) and layer-wise LR decay live in dt-models and dt-engine;
-this package adds only what the recipes alone need, registered through entry points.
+The backbone (``ViTSimpleFeaturePyramid``), layer-wise LR decay and the large-scale jitter workflow
+(``LSJTrainer``) live in dt-models and dt-engine; this package adds only what the recipes alone need,
+registered through entry points.
 """
 
 from __future__ import annotations
