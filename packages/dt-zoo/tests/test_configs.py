@@ -1,7 +1,11 @@
-"""dt's packaged zoo configs: current, complete experiment configs that build; the generator's
-translation of detectron2's non-model keys; ``--config NAME`` through dt-engine's config sources."""
+"""dt's packaged zoo configs: current experiment configs that build detectron2's models (its state-dict
+keys, from data/detectron2_state_dict_keys.json.gz, written by tools/detectron2_state_dict_keys.py with
+detectron2 0.6 on torch 2.14.1); the generator's translation of detectron2's non-model keys;
+``--config NAME`` through dt-engine's config sources."""
 
+import gzip
 import importlib.util
+import json
 import textwrap
 from pathlib import Path
 
@@ -11,7 +15,9 @@ import torch
 import dt_zoo
 from dt_config import ConfigError, structure
 from dt_engine.config.experiment import ExperimentConfig, load_experiment
+from dt_engine.defaults import build_workflow
 from dt_models import build_model
+from dt_models.checkpoint import detectron2_name
 from dt_zoo.zoo_configs import CONFIG_DIR
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "make_configs.py"
@@ -20,6 +26,14 @@ make_configs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make_configs)
 
 WITH_CONFIG = [e.name for e in dt_zoo.default_manifest().entries if e.config is not None]
+DETECTRON2_KEYS = Path(__file__).resolve().parent / "data" / "detectron2_state_dict_keys.json.gz"
+
+
+def _detectron2_keys() -> dict[str, set[str]]:
+    """Zoo entry name -> the state-dict keys of detectron2's model of it."""
+    with gzip.open(DETECTRON2_KEYS, "rt") as f:
+        data = json.load(f)
+    return {name: set(data["key_lists"][index]) for name, index in data["entries"].items()}
 
 
 def test_packaged_configs_and_manifest_are_what_the_generator_writes(capsys):
@@ -30,17 +44,22 @@ def test_packaged_configs_and_manifest_are_what_the_generator_writes(capsys):
 def test_manifest_names_exactly_the_packaged_config_files():
     files = sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob("*.yaml"))
     assert files == sorted(dt_zoo.info(name).config for name in WITH_CONFIG)
-    assert len(WITH_CONFIG) >= 48  # the families dt had when the configs were first generated
+    assert len(WITH_CONFIG) == 61  # every trained model of detectron2's MODEL_ZOO.md
+    assert set(_detectron2_keys()) == set(WITH_CONFIG)
 
 
 @pytest.mark.parametrize("name", WITH_CONFIG)
-def test_every_zoo_config_loads_and_builds_its_model(name):
+def test_every_zoo_config_loads_and_builds_detectron2s_model(name):
     cfg = dt_zoo.get_config(name)
     assert isinstance(cfg, ExperimentConfig) and cfg == load_experiment(CONFIG_DIR / f"{name}.yaml")
     assert cfg.data.datasets.train == dt_zoo.info(name).dataset.train
     with torch.device("meta"):  # full-size models: no memory, no initialisation time
         model = build_model(cfg.model, device="meta")
-    assert sum(p.numel() for p in model.parameters()) > 1_000_000
+    # named as detectron2 names them (what loading its checkpoint matches): exactly its model's keys
+    names = {detectron2_name(key) for key in model.state_dict()}
+    expected = _detectron2_keys()[name]
+    missing, unexpected = sorted(expected - names), sorted(names - expected)
+    assert not missing and not unexpected, f"missing {missing[:5]}, unexpected {unexpected[:5]}"
 
 
 def test_a_famous_config_matches_detectron2s_numbers():
@@ -50,6 +69,80 @@ def test_a_famous_config_matches_detectron2s_numbers():
     )  # fmt: skip
     assert cfg.data.input.min_size_train == (640, 672, 704, 736, 768, 800)
     assert cfg.model.roi_heads.num_classes == 80 and "mask" in cfg.model.roi_heads.branches
+
+
+LSJ_BASELINES = [name for name in WITH_CONFIG if name.startswith("new_baselines/")]
+
+
+@pytest.mark.parametrize("name", LSJ_BASELINES)
+def test_lsj_baselines_hold_detectron2s_recipe(name):
+    cfg = dt_zoo.get_config(name)
+    epochs = dt_zoo.info(name).epochs
+    scale = epochs // 100
+    solver = cfg.solver
+    assert (solver.optimizer, solver.base_lr, solver.momentum, solver.weight_decay, solver.ims_per_batch) == (
+        "SGD", 0.1, 0.9, 4e-5, 64
+    )  # fmt: skip
+    assert solver.max_iter == 184375 * scale == round(epochs * 118000 / 64)
+    assert solver.steps == (163889 * scale, 177546 * scale) and solver.gamma == 0.1
+    assert (solver.warmup_method, solver.warmup_factor, solver.warmup_iters) == ("linear", 0.067, 500 * scale)
+    assert solver.amp.enabled and cfg.test.eval_period == 5000
+    assert (cfg.workflow.name, cfg.workflow.image_size, cfg.workflow.min_scale, cfg.workflow.max_scale) == (
+        "LSJTrainer", 1024, 0.1, 2.0
+    )  # fmt: skip
+    assert cfg.workflow.pad and cfg.workflow.flip_after_crop and cfg.workflow.test_resize == "input"
+    assert (cfg.data.input.min_size_test, cfg.data.input.max_size_test) == (800, 1333)
+    model = cfg.model
+    assert model.weights is None  # trained from random initialization
+    backbone = model.backbone.regnet if "regnet" in name else model.backbone.resnet
+    assert (backbone.norm, backbone.freeze_at, model.backbone.norm) == ("SyncBN", 0, "SyncBN")
+    heads = model.roi_heads
+    assert model.proposal_generator.head_conv_dims == (-1, -1)
+    assert (heads.box_head.num_conv, heads.box_head.num_fc, heads.box_head.norm) == (4, 1, "naiveSyncBN_N")
+    assert heads.branches["mask"].head.norm == "naiveSyncBN_N"
+    if "regnet" in name:  # the DDS paper's 4GF widths and depths
+        x = "regnetx" in name
+        expected = ([80, 240, 560, 1360], [2, 5, 14, 2]) if x else ([128, 192, 512, 1088], [2, 6, 12, 2])
+        assert backbone.stage_specs()[:2] == expected
+        assert backbone.se_ratio == (0.0 if x else 0.25) and model.pixel_std == (57.375, 57.12, 58.395)
+    else:
+        assert backbone.depth == (101 if "R_101" in name else 50)
+
+
+NARROW_REGNET_LSJ = [
+    *(f"model.backbone.regnet.{k}" for k in ("depth=8", "w_0=16", "w_a=16.0", "w_m=2.0", "group_width=8")),
+    "model.backbone.out_channels=16",
+    "model.proposal_generator.pre_nms_topk_train=128",
+    "model.proposal_generator.post_nms_topk_train=64",
+    "model.roi_heads.num_classes=5",
+    "model.roi_heads.batch_size_per_image=32",
+    "model.roi_heads.box_head.conv_dim=16",
+    "model.roi_heads.box_head.fc_dim=32",
+    "model.roi_heads.branches.mask.head.conv_dim=16",
+    "data.datasets.train=[shapes_val]",
+    "data.datasets.test=[shapes_val]",
+    "data.loader.num_workers=0",
+    "workflow.image_size=64",
+    "solver.ims_per_batch=2",
+]
+
+
+def test_a_narrow_lsj_baseline_trains_on_its_workflows_data():
+    """The RegNetY recipe, narrow: its synchronized norms, two-conv RPN head and 4conv1fc box head train
+    on the LSJTrainer's padded 64 x 64 crops (one process: the synchronized norms are batch norms)."""
+    path = CONFIG_DIR / "new_baselines/mask_rcnn_regnety_4gf_dds_FPN_100ep_LSJ.yaml"
+    cfg = load_experiment(path, NARROW_REGNET_LSJ)
+    assert cfg.model.backbone.regnet.norm == "SyncBN"  # merged into the recipe, not replacing it
+    batch = next(iter(build_workflow(cfg).build_train_loader(seed=0)))
+    assert [tuple(d["image"].shape) for d in batch] == [(3, 64, 64)] * 2
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    losses = model(batch)
+    assert {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask"} <= set(losses)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert model.backbone.bottom_up.stem.conv.weight.grad is not None  # freeze_at 0: the stem trains
 
 
 def _d2_files(tmp_path: Path, extra: str) -> Path:
@@ -163,10 +256,8 @@ def test_config_names_work_wherever_a_config_path_does(tmp_path, monkeypatch):
     assert cfg.model.name == "RetinaNet" and cfg.solver.max_iter == 300000
     with pytest.raises(ConfigError, match="did you mean 'COCO-Detection/retinanet_R_50_FPN_3x'"):
         load_experiment("COCO-Detection/retinanet_R_50_FPN_3X")
-    with pytest.raises(
-        ConfigError, match="has no dt config \\(dt cannot translate detectron2's new_baselines"
-    ):
-        load_experiment("new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ")
+    with pytest.raises(ConfigError, match="has no dt config \\(an ImageNet backbone has none\\)"):
+        load_experiment("ImageNetPretrained/MSRA/R-50")
     with pytest.raises(ConfigError, match="mine.yaml: config file not found"):
         load_experiment("mine.yaml")  # not a zoo name: the ordinary missing-file error
     own = tmp_path / "COCO-Detection" / "retinanet_R_50_FPN_3x.yaml"

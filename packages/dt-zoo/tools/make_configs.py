@@ -14,6 +14,9 @@ dt cannot honour makes the entry wait, never dropped silently.
 * Always: every existing file is loaded and rewritten in its canonical form (a header, then
   ``dump_config``), and each manifest entry's ``config`` is set to its file, or ``null`` without one;
   a file that no longer loads (dt's config classes changed) is reported and the exit code is 1.
+* An entry whose detectron2 config is a LazyConfig (``.py``, the ``new_baselines/``) has a config
+  written by hand for dt (reusing the translated ones as ``_base_``): it is only checked to load,
+  never rewritten; without a file the entry waits.
 * ``--check``: nothing is written; exit 1 if any file or the manifest would change.
 
 Needs dt-engine and dt-models installed; this script is not part of the installed package.
@@ -312,12 +315,18 @@ def main(argv: list[str] | None = None) -> int:
             entries.append(entry)
             continue
         target = CONFIG_DIR / f"{entry.name}.yaml"
+        if entry.detectron2_config.endswith(".py"):  # written by hand: checked, never rewritten
+            if not target.exists():
+                waiting.append(f"{entry.name}: a LazyConfig (.py); dt's translator reads YAML configs only")
+            else:
+                try:
+                    load_experiment(target)
+                except ConfigError as err:
+                    broken.append(f"{target}: {err.problems[0]}")
+            entries.append(attrs.evolve(entry, config=f"{entry.name}.yaml" if target.exists() else None))
+            continue
         text = None
         if args.detectron2 is not None and (args.retranslate or not target.exists()):
-            if entry.detectron2_config.endswith(".py"):
-                waiting.append(f"{entry.name}: a LazyConfig (.py); dt's translator reads YAML configs only")
-                entries.append(attrs.evolve(entry, config=f"{entry.name}.yaml" if target.exists() else None))
-                continue
             try:
                 data = experiment_data(args.detectron2 / "configs" / entry.detectron2_config)
                 text = config_text(entry.name, entry.detectron2_config, structure(ExperimentConfig, data))

@@ -1,8 +1,9 @@
 """dt's config files of the zoo models, packaged under ``dt_zoo/configs/<name>.yaml``.
 
 Each is a complete ``ExperimentConfig`` (model, data, solver, test), first translated from
-detectron2's file of the same name by ``tools/make_configs.py`` and owned by dt since. An entry's
-``config`` is ``null`` in the manifest while dt lacks its model family.
+detectron2's file of the same name by ``tools/make_configs.py`` and owned by dt since; those of
+detectron2's Python LazyConfigs (``new_baselines/``) are written for dt on a translated ``_base_``. An
+entry's ``config`` is ``null`` in the manifest while dt lacks its model family.
 
 ``config_source`` is dt-zoo's ``dt_engine.config_source`` entry point: it lets every ``--config``
 take a zoo name (``dt train --config COCO-Detection/faster_rcnn_R_50_FPN_3x``).
