@@ -14,11 +14,17 @@ from.
   ``timm_regnet_to_dt`` (``regnetx_*``/``regnety_*``: ``s1.b1.conv1.conv``) into dt's RegNet. Build the dt
   ``RegNet`` with the library's parameters (torchvision's ``depth, w_0, w_a, w_m, group_width,
   se_ratio``; timm's ``depth, w0, wa, wm, group_size, se_ratio``), ``stem_width: 32``, ``norm: BN`` or
-  ``FrozenBN``; RGB statistics as torchvision's.
+  ``FrozenBN``, and for torchvision ``width_rounding: half_up`` (its stage widths round half up, which
+  makes ``regnet_x_400mf`` and ``regnet_y_800mf`` wider than detectron2's rounding would); RGB
+  statistics as torchvision's.
 * ``timm_vit_to_dt`` (dt-models' ``convert_timm_vit_state_dict``) and ``timm_swin_to_dt``: a timm
   ``swin_*`` (not SwinV2) into dt's Swin. timm's final ``norm`` becomes the last stage's ``norm3``;
   the other stage norms (``norm0``..``norm2``) and ``relative_position_index`` (computed) are not in timm's
   file and keep their initial values, as detectron2 starts its Swin detectors.
+* ``mae_vit_to_dt(path)``: MAE's ImageNet pretraining (``mae_pretrain_vit_base.pth``, ViTDet's
+  initial weights): timm's ViT names under a ``model`` key, no ``head``/``fc_norm``, a class token and
+  a ``pos_embed`` of ``1 + (224 / patch) ** 2`` rows; build the ViT with ``pretrain_use_cls_token: true``
+  and the ``pretrain_img_size`` that grid gives (checked when passed).
 * ``save_backbone_weights(state, path)``: a ``.pkl`` (plain arrays, read by dt's safe pickle reader) that
   ``--weights`` loads into any model with this ResNet, wherever it sits (``backbone.bottom_up.`` in an
   FPN model, ``backbone.`` and ``roi_heads.res5`` in a C4 one): its names are matched by suffix.
@@ -29,6 +35,7 @@ naming it, so a file of another architecture or variant is never half loaded.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import re
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "mae_vit_to_dt",
     "msra_resnet_to_dt",
     "save_backbone_weights",
     "timm_regnet_to_dt",
@@ -177,10 +185,11 @@ def timm_regnet_to_dt(
 
 
 def timm_vit_to_dt(
-    state: Mapping[str, torch.Tensor], source: str = "timm state dict"
+    state: Mapping[str, torch.Tensor], source: str = "timm state dict", *, prefix: str = ""
 ) -> dict[str, torch.Tensor]:
     """dt's ViT state dict of a timm ``VisionTransformer`` (dt-models' ``convert_timm_vit_state_dict``:
-    the class token, final norm and head are dropped; build the ViT with ``pretrain_use_cls_token``).
+    the class token, final norm and head are dropped; build the ViT with ``pretrain_use_cls_token``),
+    its names under ``prefix`` (``"backbone.net."`` for the ViT of a ViTDet model).
 
     Raises:
         ZooError: a part dt's ViT does not have (layer scale, q/k norms, register tokens, ...).
@@ -188,9 +197,53 @@ def timm_vit_to_dt(
     from dt_models.backbone import convert_timm_vit_state_dict
 
     try:
-        return convert_timm_vit_state_dict(state)
+        return convert_timm_vit_state_dict(state, prefix=prefix)
     except ValueError as err:
         raise ZooError(f"{source}: {err}") from None
+
+
+def mae_vit_to_dt(
+    checkpoint: str | os.PathLike[str] | Mapping[str, object],
+    *,
+    prefix: str = "",
+    pretrain_img_size: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """dt's ViT state dict of an MAE-pretrained encoder: a ``.pth`` file (read without running code) or
+    its loaded ``{"model": state_dict}``, in timm's ViT names with a class token and without classifier.
+
+    ``pos_embed`` (``[1, 1 + g * g, C]``, the class token's row first) is kept: dt's ViT drops that row
+    and interpolates the ``g x g`` grid to each input. Build the ViT with ``pretrain_use_cls_token: true``
+    and ``pretrain_img_size = g * patch`` (224 for MAE's releases); pass ``pretrain_img_size`` to have
+    it checked here.
+
+    Raises:
+        ZooError: an unreadable file, not MAE's layout, a position embedding that is no class token plus
+            a square grid, another ``pretrain_img_size``, or a part dt's ViT does not have.
+    """
+    from dt_engine.checkpoint import torch_load_checked
+
+    source = os.fspath(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else "MAE checkpoint"
+    if isinstance(checkpoint, (str, os.PathLike)):
+        try:
+            checkpoint = torch_load_checked(checkpoint)
+        except ValueError as err:
+            raise ZooError(str(err)) from None
+    state = checkpoint.get("model") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping):
+        raise ZooError(f"{source}: expected MAE's layout, a dict with the encoder's state dict under 'model'")
+    missing = [name for name in ("cls_token", "pos_embed", "patch_embed.proj.weight") if name not in state]
+    if missing:
+        raise ZooError(f"{source}: no {missing[0]!r}; expected an MAE ViT encoder (timm names, class token)")
+    rows, patch = state["pos_embed"].shape[1], state["patch_embed.proj.weight"].shape[-1]
+    grid = math.isqrt(max(rows - 1, 0))
+    if grid == 0 or grid * grid != rows - 1:
+        raise ZooError(f"{source}: pos_embed has {rows} rows; expected a class token plus a square grid")
+    if pretrain_img_size is not None and pretrain_img_size != grid * patch:
+        raise ZooError(
+            f"{source}: pos_embed is a {grid} x {grid} grid of {patch} px patches, so the ViT needs "
+            f"pretrain_img_size {grid * patch}, not {pretrain_img_size}"
+        )
+    return timm_vit_to_dt(state, source, prefix=prefix)
 
 
 def timm_swin_to_dt(
