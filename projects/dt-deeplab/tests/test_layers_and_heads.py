@@ -71,6 +71,34 @@ def test_backbone_output_stride_and_multi_grid(dilations, stride, res5_dilations
     assert backbone.stem.conv1.out_channels == 4 and backbone.stem.conv3.out_channels == 8
 
 
+@pytest.mark.parametrize(
+    ("dilations", "res4_dilations", "res5_dilations"),
+    [
+        ({"res5_dilation": 2}, [1] * 6, [1, 2, 2]),  # torchvision's output stride 16
+        ({"res4_dilation": 2, "res5_dilation": 4}, [1] + [2] * 5, [2, 4, 4]),  # deeplabv3_resnet50's
+    ],
+)
+def test_torchvision_layout_starts_a_dilated_stage_with_the_previous_dilation(
+    dilations, res4_dilations, res5_dilations
+):
+    config = DeepLabResNetConfig(
+        depth=50,
+        stem_type="basic",
+        stem_out_channels=8,
+        res2_out_channels=16,
+        width_per_group=4,
+        res5_multi_grid=(1, 1, 1),
+        dilate_first_block=False,
+        out_features=("res5",),
+        **dilations,
+    )
+    backbone = build_deeplab_resnet(config, ShapeSpec(channels=3))
+    assert [block.conv2.dilation[0] for block in backbone.res4] == res4_dilations
+    assert [block.conv2.dilation[0] for block in backbone.res5] == res5_dilations
+    assert [block.conv2.padding[0] for block in backbone.res5] == res5_dilations  # sizes kept
+    assert backbone.stem.conv1.kernel_size == (7, 7)
+
+
 @pytest.mark.parametrize("os_kwargs", [{"res5_dilation": 2}, {"res4_dilation": 2, "res5_dilation": 4}])
 @pytest.mark.parametrize("separable", [False, True])
 def test_v3_plus_logits_at_stride_4_and_outputs_at_input_size(os_kwargs, separable):

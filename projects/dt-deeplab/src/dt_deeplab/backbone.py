@@ -3,6 +3,11 @@ dilated res4/res5 for output stride 16 or 8, and multi-grid dilations in res5 (C
 
 Output stride 16: ``res5_dilation: 2``; output stride 8: ``res4_dilation: 2, res5_dilation: 4``. The
 blocks of res5 use dilations ``res5_dilation * res5_multi_grid[i]`` (``[1, 2, 4]``: 2, 4, 8 at OS 16).
+With ``dilate_first_block: false`` the first block of a dilated stage keeps the previous stage's
+dilation, torchvision's rule (``replace_stride_with_dilation``): ``stem_type: basic``,
+``stem_out_channels: 64``, ``res4_dilation: 2``, ``res5_dilation: 4``, ``res5_multi_grid: [1, 1, 1]``
+is the backbone of torchvision's ``deeplabv3_resnet50``/``fcn_resnet50`` (``depth: 101``: the
+``*_resnet101``), whose weights ``dt_zoo.convert.torchvision_resnet_to_dt`` converts.
 ResNet-101 with the deep stem is the "R-103" of detectron2's DeepLab recipes.
 """
 
@@ -83,15 +88,21 @@ def make_deeplab_stages(
     deform_on_per_stage: Sequence[bool] = (False,) * 4,
     deform_modulated: bool = False,
     deform_num_groups: int = 1,
+    dilate_first_block: bool = True,
 ) -> list[list[nn.Module]]:
-    """Bottleneck blocks of res2 .. res(1 + num_stages). A dilated stage keeps its input's stride."""
+    """Bottleneck blocks of res2 .. res(1 + num_stages). A dilated stage keeps its input's stride; its
+    first block has the previous stage's dilation unless ``dilate_first_block``."""
     stages = []
+    previous_dilation = 1
     in_channels, out_channels = stem_out_channels, res2_out_channels
     bottleneck_channels = num_groups * width_per_group
     for idx, num_blocks in enumerate(_BLOCKS[depth][:num_stages]):
         dilation = {2: res4_dilation, 3: res5_dilation}.get(idx, 1)
         first_stride = 1 if idx == 0 or dilation > 1 else 2
         dilations = [dilation * g for g in res5_multi_grid] if idx == 3 else [dilation] * num_blocks
+        if not dilate_first_block:
+            dilations[0] = previous_dilation
+        previous_dilation = dilation
         blocks: list[nn.Module] = []
         for i in range(num_blocks):
             kwargs = dict(
@@ -132,7 +143,8 @@ class DeepLabResNet(ResNet):
 @attrs.define(frozen=True, kw_only=True)
 class DeepLabResNetConfig(BackboneConfig):
     """DeepLab's ResNet (depth 50/101/152). ``stem_type: deeplab`` is the three-conv stem (``basic``:
-    the 7x7 one); ``res5_multi_grid`` has one dilation factor per res5 block."""
+    the 7x7 one); ``res5_multi_grid`` has one dilation factor per res5 block; ``dilate_first_block:
+    false`` gives a dilated stage's first block the previous stage's dilation (torchvision's layout)."""
 
     name: ClassVar[str] = "DeepLabResNet"
     depth: int = attrs.field(default=101, validator=check.one_of(tuple(_BLOCKS)))
@@ -153,6 +165,7 @@ class DeepLabResNetConfig(BackboneConfig):
     deform_on_per_stage: tuple[bool, ...] = attrs.field(default=(False,) * 4, validator=check.length(4))
     deform_modulated: bool = False
     deform_num_groups: int = attrs.field(default=1, validator=check.at_least(1))
+    dilate_first_block: bool = True
 
     def __attrs_post_init__(self) -> None:
         if self.res4_dilation == 2 and self.res5_dilation != 4:
@@ -202,6 +215,7 @@ def build_deeplab_resnet(config: DeepLabResNetConfig, input_shape: ShapeSpec) ->
         deform_on_per_stage=config.deform_on_per_stage,
         deform_modulated=config.deform_modulated,
         deform_num_groups=config.deform_num_groups,
+        dilate_first_block=config.dilate_first_block,
     )
     return DeepLabResNet(
         stem=stem, stages=stages, out_features=config.out_features, freeze_at=config.freeze_at
