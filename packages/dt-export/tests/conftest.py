@@ -1,5 +1,6 @@
-"""Shared test inputs: the exportable families (parametrize over ``FAMILIES``; a new family adds an
-entry), their eager models, and two test images of different sizes."""
+"""Shared test inputs: the exportable families (the golden configs of ``FAMILIES`` and the narrow models
+of ``narrow_models.NARROW_MODELS``; a new family adds an entry), their eager models, and two test
+images of different sizes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from narrow_models import NARROW_MODELS, narrow_model
 
 from dt_engine.config.experiment import load_experiment
 from dt_engine.predictor import Predictor
@@ -54,6 +56,15 @@ def sample_images(predictor: Predictor) -> list[torch.Tensor]:
     return [predictor.preprocess(image)["image"].float() for image in images]
 
 
-@pytest.fixture(params=sorted(FAMILIES))
+def case_model_and_images(family: str) -> tuple[torch.nn.Module, list[torch.Tensor]]:
+    """The eager model of ``family`` (a golden config or a narrow model) and its two test images."""
+    if family in FAMILIES:
+        model, predictor = eager_model(family)
+        return model, sample_images(predictor)
+    images = [synthetic_sample(300, 420), synthetic_sample(392, 330)[::-1].copy()]
+    return narrow_model(family), [torch.from_numpy(i).permute(2, 0, 1).float() for i in images]
+
+
+@pytest.fixture(params=sorted(FAMILIES) + sorted(NARROW_MODELS))
 def family(request) -> str:
     return request.param

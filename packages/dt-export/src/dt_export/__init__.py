@@ -1,5 +1,6 @@
-"""dt-export: Faster / Mask R-CNN to ONNX, ``torch.export`` (``.pt2``) and TorchScript, each checked
-against the eager model, with a JSON of the pre- and post-processing the exported file expects."""
+"""dt-export: dt models (R-CNN, dense detectors, semantic and panoptic segmentation, and families of
+projects) to ONNX, ``torch.export`` (``.pt2``) and TorchScript, each checked against the eager model,
+with a JSON of the pre- and post-processing the exported file expects."""
 
 from importlib.metadata import version
 

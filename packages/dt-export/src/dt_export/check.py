@@ -1,29 +1,46 @@
-"""Comparing an exported model's detections with the eager model's (the check ``dt export`` runs)."""
+"""Comparing an exported model's outputs with the eager model's (the check ``dt export`` runs)."""
 
 from __future__ import annotations
 
 import attrs
 import torch
 
-__all__ = ["BOX_TOLERANCE", "MASK_AGREEMENT", "SCORE_TOLERANCE", "Comparison", "compare_detections"]
+__all__ = [
+    "BOX_TOLERANCE",
+    "KEYPOINT_TOLERANCE",
+    "MASK_AGREEMENT",
+    "PIXEL_AGREEMENT",
+    "SCORE_TOLERANCE",
+    "Comparison",
+    "compare_detections",
+    "compare_outputs",
+]
 
 BOX_TOLERANCE = 1e-2  # pixels
 SCORE_TOLERANCE = 1e-4
 MASK_AGREEMENT = 0.999  # fraction of equal pixels over all masks
+KEYPOINT_TOLERANCE = 1e-2  # pixels (and keypoint scores)
+PIXEL_AGREEMENT = 0.999  # fraction of equal semantic labels / panoptic ids
 
 
 @attrs.define(frozen=True, kw_only=True)
 class Comparison:
-    """Exported vs eager on one image: detection counts, whether classes are equal, the largest box
-    and score differences and the fraction of equal mask pixels (1.0 without masks)."""
+    """Exported vs eager on one image: detection counts, whether classes are equal, the largest box,
+    score and keypoint differences, the fraction of equal mask pixels, of equal semantic labels
+    (argmax) and of equal panoptic ids. Fields a model does not output keep their perfect value;
+    ``fields`` names the outputs compared."""
 
     size: tuple[int, int]
-    count: int
-    expected_count: int
-    classes_equal: bool
-    box_error: float
-    score_error: float
-    mask_agreement: float
+    fields: tuple[str, ...]
+    count: int = 0
+    expected_count: int = 0
+    classes_equal: bool = True
+    box_error: float = 0.0
+    score_error: float = 0.0
+    mask_agreement: float = 1.0
+    keypoint_error: float = 0.0
+    semantic_agreement: float = 1.0
+    panoptic_agreement: float = 1.0
 
     @property
     def ok(self) -> bool:
@@ -33,17 +50,29 @@ class Comparison:
             and self.box_error <= BOX_TOLERANCE
             and self.score_error <= SCORE_TOLERANCE
             and self.mask_agreement >= MASK_AGREEMENT
+            and self.keypoint_error <= KEYPOINT_TOLERANCE
+            and self.semantic_agreement >= PIXEL_AGREEMENT
+            and self.panoptic_agreement >= PIXEL_AGREEMENT
         )
 
     def describe(self) -> str:
         """One phrase: ``384x512: 100/100 detections, classes equal, boxes 4.9e-04 px, scores ...``."""
         height, width = self.size
-        text = f"{height}x{width}: {self.count}/{self.expected_count} detections"
-        if self.count == self.expected_count:
-            text += f", classes {'equal' if self.classes_equal else 'DIFFER'}"
-            text += f", boxes {self.box_error:.1e} px, scores {self.score_error:.1e}"
-            text += f", masks {100 * self.mask_agreement:.2f}%"
-        return text
+        parts = []
+        if "boxes" in self.fields:
+            parts.append(f"{self.count}/{self.expected_count} detections")
+            if self.count == self.expected_count:
+                parts.append(f"classes {'equal' if self.classes_equal else 'DIFFER'}")
+                parts.append(f"boxes {self.box_error:.1e} px, scores {self.score_error:.1e}")
+                if "masks" in self.fields:
+                    parts.append(f"masks {100 * self.mask_agreement:.2f}%")
+                if "keypoints" in self.fields:
+                    parts.append(f"keypoints {self.keypoint_error:.1e} px")
+        if "sem_seg" in self.fields:
+            parts.append(f"semantic labels {100 * self.semantic_agreement:.2f}%")
+        if "panoptic_seg" in self.fields:
+            parts.append(f"panoptic ids {100 * self.panoptic_agreement:.2f}%")
+        return f"{height}x{width}: {', '.join(parts)}"
 
 
 def _pair_up(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor]) -> torch.Tensor | None:
@@ -68,18 +97,23 @@ def compare_detections(
     expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor], size: tuple[int, int]
 ) -> Comparison:
     """``expected``/``actual`` on an image of ``size`` (h, w): ``boxes`` ``[R, 4]``, ``scores`` ``[R]``,
-    ``classes`` ``[R]``, optional ``masks`` ``[R, H, W]`` bool, by decreasing score. Detections are
-    paired by class, score and box (see ``_pair_up``), then compared pair by pair."""
+    ``classes`` ``[R]``, optional ``masks`` ``[R, H, W]`` bool and ``keypoints`` ``[R, K, 3]``, by
+    decreasing score. Detections are paired by class, score and box (see ``_pair_up``), then compared
+    pair by pair."""
+    fields = tuple(n for n in ("boxes", "scores", "classes", "masks", "keypoints") if n in expected)
     count, expected_count = len(actual["boxes"]), len(expected["boxes"])
     pairs = _pair_up(expected, actual) if count == expected_count else None
     if pairs is None:
         return Comparison(
-            size=size, count=count, expected_count=expected_count, classes_equal=False,
+            size=size, fields=fields, count=count, expected_count=expected_count, classes_equal=False,
             box_error=float("inf"), score_error=float("inf"), mask_agreement=0.0,
+            keypoint_error=float("inf"),
         )  # fmt: skip
-    actual = {name: value[pairs] for name, value in actual.items()}
+    actual = {name: actual[name][pairs] for name in fields}
 
     def max_error(name: str) -> float:
+        if name not in expected:
+            return 0.0
         diff = (actual[name].float() - expected[name].float()).abs()
         return float(diff.max()) if diff.numel() else 0.0
 
@@ -87,7 +121,37 @@ def compare_detections(
     if "masks" in expected and expected["masks"].numel():
         agreement = float((actual["masks"].bool() == expected["masks"].bool()).float().mean())
     return Comparison(
-        size=size, count=count, expected_count=expected_count,
+        size=size, fields=fields, count=count, expected_count=expected_count,
         classes_equal=bool(torch.equal(actual["classes"].long(), expected["classes"].long())),
         box_error=max_error("boxes"), score_error=max_error("scores"), mask_agreement=agreement,
+        keypoint_error=max_error("keypoints"),
     )  # fmt: skip
+
+
+def _pixel_agreement(expected: torch.Tensor, actual: torch.Tensor) -> float:
+    if expected.shape != actual.shape:
+        return 0.0
+    return float((expected == actual).float().mean()) if expected.numel() else 1.0
+
+
+def compare_outputs(
+    expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor], size: tuple[int, int]
+) -> Comparison:
+    """Every output ``expected`` has: detections (:func:`compare_detections`), ``sem_seg``
+    ``[C, H, W]`` by its argmax, ``panoptic_seg`` ``[H, W]`` by its ids."""
+    comparison = (
+        compare_detections(expected, actual, size)
+        if "boxes" in expected
+        else Comparison(size=size, fields=())
+    )
+    changes: dict = {}
+    if "sem_seg" in expected:
+        changes["semantic_agreement"] = _pixel_agreement(
+            expected["sem_seg"].argmax(dim=0), actual["sem_seg"].argmax(dim=0)
+        )
+    if "panoptic_seg" in expected:
+        changes["panoptic_agreement"] = _pixel_agreement(
+            expected["panoptic_seg"].long(), actual["panoptic_seg"].long()
+        )
+    more = tuple(n for n in ("sem_seg", "panoptic_seg") if n in expected)
+    return attrs.evolve(comparison, fields=comparison.fields + more, **changes)

@@ -15,7 +15,6 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .check import Comparison, compare_detections
+from .check import Comparison, compare_outputs
 from .families import exportable_graph
+from .graph import OUTPUTS
 from .runtime import load_exported
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "MODEL_FILES",
     "ExportCheckError",
     "ExportResult",
-    "eager_detections",
     "export_model",
     "spec_file_name",
 ]
@@ -68,23 +67,11 @@ class ExportResult:
         return f"{self.model_file} ({self.format}): checked vs eager on {checks}"
 
 
-def eager_detections(model: nn.Module, image: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
-    """The eager model's detections on ``image`` at its own size, by output name."""
-    with torch.no_grad():
-        instances = model.inference([{"image": image}])[0]["instances"]
-    fields = {
-        "boxes": instances.pred_boxes.tensor,
-        "scores": instances.scores,
-        "classes": instances.pred_classes,
-    }
-    if "masks" in names:
-        fields["masks"] = instances.pred_masks
-    return {n: fields[n] for n in names}
-
-
 def _min_side(model: nn.Module) -> int:
-    # the shape solver needs the coarsest pyramid level to be at least 2 cells (65 px for stride 64)
-    return 2 * max(int(model.size_divisibility), 1) + 1
+    """The smallest image side exported: the shape solver needs the coarsest feature map (and the
+    padding unit) to be at least 2 cells (65 px for stride 32)."""
+    strides = [shape.stride or 1 for shape in model.backbone.output_shape().values()]
+    return 2 * max(*strides, int(model.size_divisibility), 1) + 1
 
 
 def _second_size(image: torch.Tensor, min_side: int) -> torch.Tensor:
@@ -145,7 +132,6 @@ def _spec(
     """The pre/post-processing the exported file expects (its JSON)."""
     from . import __version__
 
-    masks = "masks" in graph.output_names
     return {
         "dt_export": __version__,
         "format": format,
@@ -166,28 +152,7 @@ def _spec(
             "size_divisibility": int(model.size_divisibility),
             "padding": "inside the model: zeros at the bottom/right up to a multiple of size_divisibility",
         },
-        "outputs": [
-            {
-                "name": "boxes",
-                "shape": ["R", 4],
-                "dtype": "float32",
-                "meaning": "XYXY_ABS, input image pixels; divide by the resize scale for the original",
-            },
-            {"name": "scores", "shape": ["R"], "dtype": "float32", "meaning": "decreasing"},
-            {"name": "classes", "shape": ["R"], "dtype": "int64", "meaning": "index into class_names"},
-            *(
-                [
-                    {
-                        "name": "masks",
-                        "shape": ["R", "height", "width"],
-                        "dtype": "bool",
-                        "meaning": "pasted in the input image (probability >= 0.5); resize for the original",
-                    }
-                ]
-                if masks
-                else []
-            ),
-        ],  # fmt: skip
+        "outputs": [{"name": name, **OUTPUTS[name]} for name in graph.output_names],
         **extra,
     }
 
@@ -238,7 +203,7 @@ def export_model(
         run = load_exported(staged_model, format, names)
         images = [sample, _second_size(sample, min_side)] if dynamic else [sample]
         comparisons = tuple(
-            compare_detections(eager_detections(model, image, names), run(image), tuple(image.shape[-2:]))
+            compare_outputs(graph.eager_outputs(image), run(image), tuple(image.shape[-2:]))
             for image in images
         )
         failed = [c.describe() for c in comparisons if not c.ok]

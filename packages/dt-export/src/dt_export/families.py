@@ -1,24 +1,34 @@
 """Which model families export, and to which formats: the graph module that flattens each one.
 
-A family joins by adding an entry to ``FAMILIES``: its meta-architecture class, the function that
-wraps a built model into a capturable ``nn.Module`` (one image ``Tensor[C, H, W]`` in, a tuple of
-tensors named by its ``output_names`` out) and the formats it is tested in.
+A family is a ``Family``: its meta-architecture class, the function that wraps a built model into a
+capturable :class:`~dt_export.graph.ExportGraph` and the formats it is tested in. dt-export's own
+families are ``FAMILIES``; a package adds its own without touching dt-export by naming a ``Family``
+in the entry-point group ``dt_export.family`` (the same contract as ``dt_engine.prediction_output``)::
+
+    [project.entry-points."dt_export.family"]
+    DeepLabSegmentor = "dt_deeplab.export:FAMILY"
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.metadata import entry_points
 
 import attrs
 from torch import nn
 
-from dt_models.meta_arch import GeneralizedRCNN
+from dt_models.meta_arch import FCOS, GeneralizedRCNN, PanopticFPN, RetinaNet, SemanticSegmentor
 
+from .dense import DenseGraph
+from .graph import ExportGraph
+from .panoptic_fpn import PanopticFPNGraph
 from .rcnn import RCNNGraph
+from .semantic import SemanticGraph
 
-__all__ = ["FAMILIES", "Family", "exportable_graph"]
+__all__ = ["FAMILIES", "FAMILY_GROUP", "Family", "exportable_graph", "families"]
 
 ALL_FORMATS = ("onnx", "exported-program", "torchscript")
+FAMILY_GROUP = "dt_export.family"
 
 
 @attrs.define(frozen=True)
@@ -26,7 +36,7 @@ class Family:
     """An exportable family: ``description`` names the parts it covers."""
 
     model_class: type[nn.Module]
-    graph: Callable[[nn.Module], nn.Module]
+    graph: Callable[[nn.Module], ExportGraph]
     formats: tuple[str, ...]
     description: str
 
@@ -36,19 +46,45 @@ FAMILIES = (
         GeneralizedRCNN,
         RCNNGraph,
         ALL_FORMATS,
-        "GeneralizedRCNN (Faster/Mask R-CNN: RPN, StandardROIHeads, optional mask branch)",
+        "GeneralizedRCNN (Faster/Mask/Keypoint R-CNN, Cascade, C4: RPN; Standard, Cascade or Res5 "
+        "ROI heads; mask and keypoint branches)",
     ),
+    Family(RetinaNet, DenseGraph, ALL_FORMATS, "RetinaNet"),
+    Family(FCOS, DenseGraph, ALL_FORMATS, "FCOS"),
+    Family(SemanticSegmentor, SemanticGraph, ALL_FORMATS, "SemanticSegmentor (Semantic FPN)"),
+    Family(PanopticFPN, PanopticFPNGraph, ALL_FORMATS, "PanopticFPN"),
 )
+
+_loaded: list[Family] | None = None
+
+
+def families() -> list[Family]:
+    """``FAMILIES`` and those of the ``dt_export.family`` entry points (loaded once); ``ValueError``
+    (one line naming the entry point) for one that fails to load or is no ``Family``."""
+    global _loaded
+    if _loaded is None:
+        found = list(FAMILIES)
+        for point in sorted(entry_points(group=FAMILY_GROUP), key=lambda p: p.name):
+            where = f"entry point {point.name!r} = {point.value!r} of group {FAMILY_GROUP!r}"
+            try:
+                family = point.load()
+            except Exception as err:  # any failure importing a plugin is one line
+                raise ValueError(f"{where} failed to load: {type(err).__name__}: {err}") from None
+            if not isinstance(family, Family):
+                raise ValueError(f"{where} is {type(family).__name__}, expected a dt_export.families.Family")
+            found.append(family)
+        _loaded = found
+    return _loaded
 
 
 def _supported() -> str:
-    return "; ".join(f"{f.description} to {', '.join(f.formats)}" for f in FAMILIES)
+    return "; ".join(f"{f.description} to {', '.join(f.formats)}" for f in families())
 
 
-def exportable_graph(model: nn.Module, format: str) -> nn.Module:
+def exportable_graph(model: nn.Module, format: str) -> ExportGraph:
     """The capturable graph module of ``model`` for ``format``; ``ValueError`` (one line naming what is
     supported) for a family or a family/format combination that does not export."""
-    family = next((f for f in FAMILIES if type(model) is f.model_class), None)
+    family = next((f for f in families() if type(model) is f.model_class), None)
     if family is None:
         raise ValueError(f"dt export does not support {type(model).__name__}; supported: {_supported()}")
     if format not in family.formats:

@@ -1,14 +1,16 @@
-"""``RCNNGraph``: Faster / Mask R-CNN inference as one flat, capturable graph over an eager model's parts.
+"""``RCNNGraph``: R-CNN inference (Faster / Mask / Keypoint R-CNN, Cascade R-CNN, C4) as one flat,
+capturable graph over an eager ``GeneralizedRCNN``'s parts (see :mod:`dt_export.graph`).
 
 The eager ``GeneralizedRCNN.inference`` branches in Python on data (``if not valid.all()``, skipping
-empty pyramid levels, an anchor cache keyed by feature sizes), which ``torch.export`` and tracing
-cannot follow. This module runs the same computation on the same submodules (backbone, RPN head,
-box head and predictor, mask head) and the same dt-ops kernels, with every data-dependent choice
-written as tensor operations, so one graph serves every image size.
+empty pyramid levels, an anchor cache keyed by feature sizes); this graph runs the same computation
+on the same submodules with every data-dependent choice written as tensor operations. The box
+stage comes in three shapes, one per ROI-heads class: ``StandardROIHeads`` (one box head),
+``CascadeROIHeads`` (stages refining the previous stage's boxes, class scores averaged) and
+``Res5ROIHeads`` (C4: res5 on the pooled boxes, the predictor on its spatial mean).
 
-Input: one image ``Tensor[C, H, W]`` float32 in the model's input format (0-255, already resized).
-Outputs, in that image's pixel frame: ``boxes`` ``Tensor[R, 4]`` XYXY_ABS, ``scores`` ``Tensor[R]``,
-``classes`` ``Tensor[R]`` int64 and, for Mask R-CNN, ``masks`` ``Tensor[R, H, W]`` bool.
+Outputs: ``boxes``, ``scores``, ``classes`` and, as the model has them, ``masks`` ``[R, H, W]`` bool
+and ``keypoint_heatmaps`` ``[R, K, S, S]`` (decoded to keypoints outside the graph: the eager decoder
+resizes each box's heatmap to its own size, which no fixed graph can).
 """
 
 from __future__ import annotations
@@ -20,17 +22,33 @@ from torch.nn import functional as F
 import dt_ops
 from dt_models.meta_arch import GeneralizedRCNN
 from dt_models.poolers import ROIPooler, assign_boxes_to_levels
+from dt_models.proposal_generator import RPN
 from dt_models.proposal_generator.proposal_utils import clip_boxes, nonempty_boxes
+from dt_models.roi_heads import (
+    CascadeROIHeads,
+    FastRCNNOutputLayers,
+    KeypointBranch,
+    MaskBranch,
+    Res5ROIHeads,
+    StandardROIHeads,
+)
 from dt_structures.mask_paste import _do_paste_mask
 
+from .graph import ExportGraph, GridAnchors, eager_instance_outputs, top_k
+
 __all__ = ["RCNNGraph", "unsupported_rcnn_parts"]
+
+ROI_HEADS = (StandardROIHeads, CascadeROIHeads, Res5ROIHeads)
+
+
+def _predictors(heads: nn.Module) -> list[nn.Module]:
+    if isinstance(heads, CascadeROIHeads):
+        return list(heads.box_predictor)
+    return [heads.box_predictor]
 
 
 def unsupported_rcnn_parts(model: GeneralizedRCNN) -> list[str]:
     """What in ``model`` this graph cannot express (empty: exportable)."""
-    from dt_models.proposal_generator import RPN
-    from dt_models.roi_heads import FastRCNNOutputLayers, MaskBranch, StandardROIHeads
-
     problems = []
     constraints = {k: v for k, v in model.padding_constraints.items() if v}
     if constraints:
@@ -38,20 +56,25 @@ def unsupported_rcnn_parts(model: GeneralizedRCNN) -> list[str]:
     if type(model.proposal_generator) is not RPN:
         problems.append(f"proposal generator {type(model.proposal_generator).__name__} (supported: RPN)")
     heads = model.roi_heads
-    if type(heads) is not StandardROIHeads:
-        problems.append(f"ROI heads {type(heads).__name__} (supported: StandardROIHeads)")
+    if type(heads) not in ROI_HEADS:
+        names = ", ".join(h.__name__ for h in ROI_HEADS)
+        problems.append(f"ROI heads {type(heads).__name__} (supported: {names})")
         return problems
-    if type(heads.box_predictor) is not FastRCNNOutputLayers:
-        problems.append(
-            f"box predictor {type(heads.box_predictor).__name__} (supported: FastRCNNOutputLayers)"
-        )
-    poolers = [heads.box_pooler, *(b.pooler for b in heads.branches.values())]
-    kinds = {p.level_poolers[0].kind for p in poolers}
+    for predictor in _predictors(heads):
+        if type(predictor) is not FastRCNNOutputLayers:
+            problems.append(f"box predictor {type(predictor).__name__} (supported: FastRCNNOutputLayers)")
+    branches = {} if isinstance(heads, Res5ROIHeads) else dict(heads.branches)
+    pooler = heads.pooler if isinstance(heads, Res5ROIHeads) else heads.box_pooler
+    kinds = {p.level_poolers[0].kind for p in [pooler, *(b.pooler for b in branches.values())]}
     if not kinds <= {"ROIAlign", "ROIAlignV2"}:
         problems.append(f"pooler types {sorted(kinds)} (supported: ROIAlign, ROIAlignV2)")
-    for name, branch in heads.branches.items():
-        if name != "mask" or type(branch) is not MaskBranch or not hasattr(branch.head, "layers"):
-            problems.append(f"ROI branch {name!r} ({type(branch).__name__}; supported: mask = MaskBranch)")
+    for name, branch in branches.items():
+        kind = {"mask": MaskBranch, "keypoint": KeypointBranch}.get(name)
+        if kind is None or type(branch) is not kind or not hasattr(branch.head, "layers"):
+            problems.append(
+                f"ROI branch {name!r} ({type(branch).__name__}; supported: mask = MaskBranch, "
+                "keypoint = KeypointBranch)"
+            )
     return problems
 
 
@@ -73,65 +96,31 @@ def _pool(pooler: ROIPooler, features: list[torch.Tensor], boxes: torch.Tensor) 
     return output
 
 
-def _top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``min(len(scores), k)`` largest ``scores`` ``Tensor[N]`` and their indices, decreasing."""
-    if torch.jit.is_tracing():  # sizes are traced tensors there: sort, then slice (clamps at N)
-        ordered, order = scores.sort(descending=True)
-        return ordered[:k], order[:k]
-    return scores.topk(torch.sym_min(scores.shape[0], k))
+def _class_probabilities(predictor: FastRCNNOutputLayers, logits: torch.Tensor) -> torch.Tensor:
+    """``Tensor[P, K+1]`` class probabilities, as ``FastRCNNOutputLayers.predict_probs``."""
+    return logits.sigmoid() if predictor.use_sigmoid_ce else F.softmax(logits, dim=-1)
 
 
-class RCNNGraph(nn.Module):
-    """The inference of a ``GeneralizedRCNN`` (RPN, ``StandardROIHeads``, optional mask branch) on one
-    image, as a graph without data-dependent Python control flow (see the module docstring)."""
+class RCNNGraph(ExportGraph):
+    """The inference of a ``GeneralizedRCNN`` (RPN; standard, cascade or C4 ROI heads; optional mask
+    and keypoint branches) on one image, as a graph without data-dependent Python control flow."""
 
     def __init__(self, model: GeneralizedRCNN) -> None:
-        super().__init__()
+        super().__init__(model)
         problems = unsupported_rcnn_parts(model)
         if problems:
             raise ValueError(f"cannot export {type(model).__name__}: {'; '.join(problems)}")
-        self.model = model
-        rpn = model.proposal_generator
-        generator = rpn.anchor_generator
-        for level, cell in enumerate(generator._cell_anchors):
-            self.register_buffer(f"cell_anchors_{level}", cell.clone(), persistent=False)
-        self.output_names = [
-            "boxes",
-            "scores",
-            "classes",
-            *(["masks"] if "mask" in model.roi_heads.branches else []),
-        ]
+        self.anchors = GridAnchors(model.proposal_generator.anchor_generator)
+        heads = model.roi_heads
+        if isinstance(heads, Res5ROIHeads):
+            self.branch_names = ["mask"] if heads.mask_head is not None else []
+        else:
+            self.branch_names = [n for n in ("mask", "keypoint") if n in heads.branches]
+        extra = {"mask": "masks", "keypoint": "keypoint_heatmaps"}
+        self.output_names = ("boxes", "scores", "classes", *(extra[n] for n in self.branch_names))
 
-    def _normalize_and_pad(self, image: torch.Tensor) -> torch.Tensor:
-        """``Tensor[C, H, W]`` -> normalized ``Tensor[1, C, H', W']`` padded with zeros to the model's
-        size divisibility (as ``ImageList.from_tensors`` pads)."""
-        model = self.model
-        x = (image.to(torch.float32) - model.pixel_mean) / model.pixel_std
-        divisor = model.size_divisibility
-        if divisor > 1:
-            height, width = x.shape[-2:]
-            # written as divisor * ceil(size / divisor) so the shape solver sees a multiple of divisor
-            padded_h, padded_w = (
-                (height + divisor - 1) // divisor * divisor,
-                (width + divisor - 1) // divisor * divisor,
-            )
-            x = F.pad(x, (0, padded_w - width, 0, padded_h - height))
-        return x[None]
-
-    def _anchors(self, level: int, feature: torch.Tensor) -> torch.Tensor:
-        """XYXY anchors of one feature map ``Tensor[1, C, Hi, Wi]`` -> ``Tensor[Hi*Wi*A, 4]`` (row, column,
-        cell anchor order, as ``DefaultAnchorGenerator``)."""
-        generator = self.model.proposal_generator.anchor_generator
-        stride = generator.strides[level]
-        height, width = feature.shape[-2:]
-        start = generator.offset * stride
-        shifts_x = torch.arange(width, dtype=torch.float32, device=feature.device) * stride + start
-        shifts_y = torch.arange(height, dtype=torch.float32, device=feature.device) * stride + start
-        shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")
-        shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)
-        shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)  # [Hi*Wi, 4]
-        cell = getattr(self, f"cell_anchors_{level}")  # [A, 4]
-        return (shifts[:, None, :] + cell[None, :, :]).reshape(-1, 4)
+    def eager_outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        return eager_instance_outputs(self.model, image, self.output_names)
 
     def _proposals(self, features: dict[str, torch.Tensor], image_size: tuple) -> torch.Tensor:
         """RPN proposals ``Tensor[P, 4]`` by decreasing objectness (as ``find_top_rpn_proposals``)."""
@@ -143,10 +132,8 @@ class RCNNGraph(nn.Module):
         for level, (feature, logit, delta) in enumerate(zip(feats, logits, deltas, strict=True)):
             logit = logit[0].permute(1, 2, 0).reshape(-1)  # [Hi*Wi*A]
             delta = delta[0].view(-1, 4, *delta.shape[-2:]).permute(2, 3, 0, 1).reshape(-1, 4)
-            proposals = rpn.box2box_transform.apply_deltas(
-                delta, self._anchors(level, feature)
-            )  # [Hi*Wi*A, 4]
-            top_scores, top_idx = _top(logit, pre_nms_topk)
+            proposals = rpn.box2box_transform.apply_deltas(delta, self.anchors(level, feature))
+            top_scores, top_idx = top_k(logit, pre_nms_topk)
             boxes.append(proposals[top_idx])
             scores.append(top_scores)
             levels.append(torch.full_like(top_idx, level))
@@ -158,16 +145,39 @@ class RCNNGraph(nn.Module):
         keep = dt_ops.batched_nms(boxes, scores, levels, rpn.nms_thresh)[:post_nms_topk]
         return boxes[keep]
 
+    def _res5(self, features: dict[str, torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
+        """C4: res5 on the pooled ``boxes`` -> ``Tensor[R, C5, S/2, S/2]``."""
+        heads = self.model.roi_heads
+        return heads.res5(_pool(heads.pooler, [features[f] for f in heads.in_features], boxes))
+
+    def _box_predictions(
+        self, features: dict[str, torch.Tensor], proposals: torch.Tensor, image_size: tuple
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoded boxes ``Tensor[P, K*4]`` (or ``[P, 4]``) and class probabilities ``[P, K+1]``."""
+        heads = self.model.roi_heads
+        if isinstance(heads, Res5ROIHeads):
+            predictor = heads.box_predictor
+            logits, deltas = predictor(self._res5(features, proposals).mean(dim=(2, 3)))
+            boxes = predictor.box2box_transform.apply_deltas(deltas, proposals)
+            return boxes, _class_probabilities(predictor, logits)
+        feats = [features[f] for f in heads.box_in_features]
+        cascade = isinstance(heads, CascadeROIHeads)
+        box_heads = list(heads.box_head) if cascade else [heads.box_head]
+        probabilities = []
+        for stage, (head, predictor) in enumerate(zip(box_heads, _predictors(heads), strict=True)):
+            if stage > 0:  # the previous stage's boxes, clipped, are this stage's proposals
+                proposals = clip_boxes(boxes, image_size)
+            logits, deltas = predictor(head(_pool(heads.box_pooler, feats, proposals)))
+            boxes = predictor.box2box_transform.apply_deltas(deltas, proposals)
+            probabilities.append(_class_probabilities(predictor, logits))
+        return boxes, sum(probabilities) / len(probabilities)
+
     def _detections(
         self, features: dict[str, torch.Tensor], proposals: torch.Tensor, image_size: tuple
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Boxes, scores and classes after the box head (``fast_rcnn_inference_single_image``)."""
-        heads = self.model.roi_heads
-        predictor = heads.box_predictor
-        pooled = _pool(heads.box_pooler, [features[f] for f in heads.box_in_features], proposals)
-        logits, deltas = predictor(heads.box_head(pooled))
-        boxes = predictor.box2box_transform.apply_deltas(deltas, proposals)  # [P, K*4]
-        scores = F.softmax(logits, dim=-1)  # [P, K+1]
+        """Boxes, scores and classes after the box stage (``fast_rcnn_inference_single_image``)."""
+        predictor = _predictors(self.model.roi_heads)[-1]
+        boxes, scores = self._box_predictions(features, proposals, image_size)
         valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)  # [P]
         scores = scores[:, :-1]
         num_reg_classes = boxes.shape[1] // 4
@@ -181,30 +191,36 @@ class RCNNGraph(nn.Module):
             keep = keep[: predictor.test_topk_per_image]
         return boxes[keep], scores[keep], classes[keep]
 
-    def _mask_probabilities(
-        self, features: dict[str, torch.Tensor], boxes: torch.Tensor, classes: torch.Tensor
-    ) -> torch.Tensor:
-        """``Tensor[R, M, M]`` mask probabilities of each detection's class (``mask_rcnn_inference``)."""
-        branch = self.model.roi_heads.branches["mask"]
-        pooled = _pool(branch.pooler, [features[f] for f in branch.in_features], boxes)
-        logits = branch.head.layers(pooled)  # [R, K or 1, M, M]
-        if logits.shape[1] > 1:
-            logits = logits[torch.arange(logits.shape[0], device=logits.device), classes]
-        else:
-            logits = logits[:, 0]
-        return logits.sigmoid()
+    def _branch_logits(self, name: str, features: dict[str, torch.Tensor], boxes: torch.Tensor):
+        """The ``name`` branch's logits of the detections: masks ``[R, K or 1, M, M]``, keypoint
+        heatmaps ``[R, K, S, S]``."""
+        heads = self.model.roi_heads
+        if isinstance(heads, Res5ROIHeads):
+            return heads.mask_head.layers(self._res5(features, boxes))
+        branch = heads.branches[name]
+        return branch.head.layers(_pool(branch.pooler, [features[f] for f in branch.in_features], boxes))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        height, width = image.shape[-2:]
-        image_size = (height, width)
-        features = self.model.backbone(self._normalize_and_pad(image))
+        return self.detect(self.features(image), tuple(image.shape[-2:]))
+
+    def detect(self, features: dict[str, torch.Tensor], image_size: tuple) -> tuple[torch.Tensor, ...]:
+        """The outputs (``output_names``) from the backbone ``features`` of an image of ``image_size``."""
+        height, width = image_size
         proposals = self._proposals(features, image_size)
         boxes, scores, classes = self._detections(features, proposals, image_size)
         keep = torch.nonzero(nonempty_boxes(boxes)).squeeze(1)  # detector_postprocess at scale 1
         boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-        if "mask" not in self.model.roi_heads.branches:
-            return boxes, scores, classes
-        probabilities = self._mask_probabilities(features, boxes, classes)  # [R, M, M]
-        # paste_masks_in_image's whole-image path (its argument checks need concrete lengths)
-        pasted, _ = _do_paste_mask(probabilities[:, None], boxes, height, width, skip_empty=False)
-        return boxes, scores, classes, pasted >= 0.5  # [R, H, W]
+        outputs = [boxes, scores, classes]
+        for name in self.branch_names:
+            logits = self._branch_logits(name, features, boxes)
+            if name == "keypoint":
+                outputs.append(logits)
+                continue
+            if logits.shape[1] > 1:  # mask_rcnn_inference: the mask of each detection's class
+                logits = logits[torch.arange(logits.shape[0], device=logits.device), classes]
+            else:
+                logits = logits[:, 0]
+            # paste_masks_in_image's whole-image path (its argument checks need concrete lengths)
+            pasted, _ = _do_paste_mask(logits.sigmoid()[:, None], boxes, height, width, skip_empty=False)
+            outputs.append(pasted >= 0.5)  # [R, H, W]
+        return tuple(outputs)

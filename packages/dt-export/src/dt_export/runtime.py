@@ -1,7 +1,8 @@
-"""Running an exported file: the same call for the three formats, on one image ``Tensor[C, H, W]``.
+"""Running an exported file: the same call for every format, on one image ``Tensor[C, H, W]``.
 
 Needs only torch and dt-ops (and onnxruntime for ONNX), as a deployment has: ``dt_ops`` is imported
-so that ``torch.ops.dt.*`` exist when a ``.pt2`` or TorchScript file is loaded.
+so that ``torch.ops.dt.*`` exist when a ``.pt2`` or TorchScript file is loaded. Keypoint models also
+need dt-structures, whose ``heatmaps_to_keypoints`` decodes their heatmaps (:func:`decode_outputs`).
 """
 
 from __future__ import annotations
@@ -11,17 +12,30 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["load_exported"]
+__all__ = ["decode_outputs", "load_exported"]
 
 Runner = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+def decode_outputs(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``outputs`` with ``keypoint_heatmaps`` ``[R, K, S, S]`` decoded in their ``boxes`` to
+    ``keypoints`` ``[R, K, 3]`` (x, y, score; the eager model's decoding), others unchanged."""
+    if "keypoint_heatmaps" not in outputs:
+        return outputs
+    from dt_structures import heatmaps_to_keypoints
+
+    decoded = dict(outputs)
+    heatmaps = decoded.pop("keypoint_heatmaps")
+    decoded["keypoints"] = heatmaps_to_keypoints(heatmaps, outputs["boxes"])[:, :, [0, 1, 3]]
+    return decoded
 
 
 def load_exported(
     path: str | os.PathLike[str], format: str, output_names: Sequence[str], *, threads: int | None = None
 ) -> Runner:
     """A function running the exported model at ``path`` on an image ``Tensor[C, H, W]`` float32 and
-    returning its outputs by name (CPU tensors). ``threads`` sets onnxruntime's intra-op threads
-    (torch formats use ``torch.set_num_threads``)."""
+    returning its outputs by name (CPU tensors, decoded by :func:`decode_outputs`). ``threads`` sets
+    onnxruntime's intra-op threads (torch formats use ``torch.set_num_threads``)."""
     path = os.fspath(path)
     names = list(output_names)
     if format == "onnx":
@@ -36,7 +50,7 @@ def load_exported(
 
         def run_onnx(image: torch.Tensor) -> dict[str, torch.Tensor]:
             outputs = session.run(names, {input_name: image.numpy()})
-            return {n: torch.from_numpy(o) for n, o in zip(names, outputs, strict=True)}
+            return decode_outputs({n: torch.from_numpy(o) for n, o in zip(names, outputs, strict=True)})
 
         return run_onnx
     import dt_ops  # noqa: F401  (registers torch.ops.dt.*)
@@ -50,6 +64,6 @@ def load_exported(
 
     def run_torch(image: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            return dict(zip(names, module(image), strict=True))
+            return decode_outputs(dict(zip(names, module(image), strict=True)))
 
     return run_torch

@@ -1,0 +1,148 @@
+"""``ExportGraph``: the base of the capturable graph modules, one per family, and the pieces they share.
+
+A graph wraps an eager dt model (eval mode, CPU) and runs its inference on one image as a graph
+without data-dependent Python control flow, on the model's own submodules and dt-ops kernels, so
+that ``torch.export``, the ONNX exporter and TorchScript tracing capture one graph for every image
+size. Input: one image ``Tensor[C, H, W]`` float32 in the model's input format (0-255, already
+resized). Output: a tuple of tensors named by ``output_names`` (their meaning: ``OUTPUTS``), in the
+image's pixel frame. :meth:`ExportGraph.eager_outputs` gives the eager model's outputs under the
+same names: what the export is checked against.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dt_models.anchor_generator import DefaultAnchorGenerator
+
+__all__ = ["OUTPUTS", "ExportGraph", "GridAnchors", "eager_instance_outputs", "top_k"]
+
+OUTPUTS: dict[str, dict] = {
+    "boxes": {
+        "shape": ["R", 4],
+        "dtype": "float32",
+        "meaning": "XYXY_ABS, input image pixels; divide by the resize scale for the original",
+    },
+    "scores": {"shape": ["R"], "dtype": "float32", "meaning": "decreasing"},
+    "classes": {"shape": ["R"], "dtype": "int64", "meaning": "index into class_names"},
+    "masks": {
+        "shape": ["R", "height", "width"],
+        "dtype": "bool",
+        "meaning": "pasted in the input image (probability >= 0.5)",
+    },
+    "keypoint_heatmaps": {
+        "shape": ["R", "K", "S", "S"],
+        "dtype": "float32",
+        "meaning": "keypoint logits in each box; decoded to keypoints [R, K, 3] (x, y, score) by "
+        "dt_structures.heatmaps_to_keypoints(heatmaps, boxes)[:, :, [0, 1, 3]] "
+        "(dt_export.runtime.decode_outputs does it)",
+    },
+    "sem_seg": {
+        "shape": ["C", "height", "width"],
+        "dtype": "float32",
+        "meaning": "per-class scores at the input image size; argmax is the label map",
+    },
+    "segments": {
+        "shape": ["S", 4],
+        "dtype": "int64",
+        "meaning": "one row per panoptic_seg id 1..S: id, isthing, category_id, instance index (things) "
+        "or area (stuff)",
+    },
+    "panoptic_seg": {
+        "shape": ["height", "width"],
+        "dtype": "int32 (PanopticFPN) or int64 (PanopticDeepLab)",
+        "meaning": "panoptic segment of each pixel: PanopticFPN's segment ids (0: none, see segments); "
+        "PanopticDeepLab's labels class * label_divisor + instance (-1: void)",
+    },
+}
+"""What each output name means (the sidecar JSON's ``outputs``)."""
+
+
+def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``min(len(scores), k)`` largest ``scores`` ``Tensor[N]`` and their indices, decreasing."""
+    if torch.jit.is_tracing():  # sizes are traced tensors there: sort, then slice (clamps at N)
+        ordered, order = scores.sort(descending=True)
+        return ordered[:k], order[:k]
+    return scores.topk(torch.sym_min(scores.shape[0], k))
+
+
+def eager_instance_outputs(model: nn.Module, image: torch.Tensor, names: tuple[str, ...]) -> dict:
+    """The eager ``instances`` of ``model`` on ``image`` ``Tensor[C, H, W]`` by output name
+    (``keypoints`` ``[R, K, 3]`` for ``keypoint_heatmaps``): R-CNN's and dense detectors' fields."""
+    with torch.no_grad():
+        instances = model([{"image": image}])[0]["instances"]
+    fields = {
+        "boxes": lambda: instances.pred_boxes.tensor,
+        "scores": lambda: instances.scores,
+        "classes": lambda: instances.pred_classes,
+        "masks": lambda: instances.pred_masks,
+        "keypoints": lambda: instances.pred_keypoints,
+    }
+    return {n: fields[n]() for n in (("keypoints" if n == "keypoint_heatmaps" else n) for n in names)}
+
+
+class GridAnchors(nn.Module):
+    """The anchors of a ``DefaultAnchorGenerator`` computed from each feature map's size in the graph
+    (the eager generator caches them by size in Python, which a graph cannot)."""
+
+    def __init__(self, generator: DefaultAnchorGenerator) -> None:
+        super().__init__()
+        self.strides = list(generator.strides)
+        self.offset = float(generator.offset)
+        for level, cell in enumerate(generator._cell_anchors):
+            self.register_buffer(f"cell_{level}", cell.clone(), persistent=False)
+
+    def forward(self, level: int, feature: torch.Tensor) -> torch.Tensor:
+        """XYXY anchors of ``feature`` ``Tensor[N, C, Hi, Wi]`` at ``level`` -> ``Tensor[Hi*Wi*A, 4]``
+        (row, column, cell anchor order, as ``DefaultAnchorGenerator``)."""
+        stride = self.strides[level]
+        height, width = feature.shape[-2:]
+        start = self.offset * stride
+        shifts_x = torch.arange(width, dtype=torch.float32, device=feature.device) * stride + start
+        shifts_y = torch.arange(height, dtype=torch.float32, device=feature.device) * stride + start
+        shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")
+        shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)
+        shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)  # [Hi*Wi, 4]
+        cell = getattr(self, f"cell_{level}")  # [A, 4]
+        return (shifts[:, None, :] + cell[None, :, :]).reshape(-1, 4)
+
+
+class ExportGraph(nn.Module, abc.ABC):
+    """The inference of ``model`` (an ``ImageModel``) on one image as a capturable graph.
+
+    Subclasses set ``output_names`` and implement ``forward(image) -> tuple`` and
+    :meth:`eager_outputs`.
+    """
+
+    output_names: tuple[str, ...] = ()
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def normalize_and_pad(self, image: torch.Tensor) -> torch.Tensor:
+        """``Tensor[C, H, W]`` -> normalized ``Tensor[1, C, H', W']`` padded with
+        zeros at the bottom/right to the model's size divisibility (as ``ImageList.from_tensors``)."""
+        model = self.model
+        x = (image.to(torch.float32) - model.pixel_mean) / model.pixel_std
+        divisor = model.size_divisibility
+        if divisor > 1:
+            height, width = x.shape[-2:]
+            # written as divisor * ceil(size / divisor) so the shape solver sees a multiple of divisor
+            padded_h = (height + divisor - 1) // divisor * divisor
+            padded_w = (width + divisor - 1) // divisor * divisor
+            x = F.pad(x, (0, padded_w - width, 0, padded_h - height))
+        return x[None]
+
+    def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The backbone's feature maps of the normalized, padded ``image``."""
+        return self.model.backbone(self.normalize_and_pad(image))
+
+    @abc.abstractmethod
+    def eager_outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The eager model's outputs on ``image`` ``Tensor[C, H, W]`` at its own size, by output name
+        (``keypoints`` ``[R, K, 3]`` in place of ``keypoint_heatmaps``)."""

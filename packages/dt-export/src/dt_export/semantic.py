@@ -1,0 +1,47 @@
+"""``SemanticGraph``: semantic segmentation inference (Semantic FPN's ``SemanticSegmentor`` and any
+model whose ``sem_seg_head(features)`` returns per-class logits at the padded input size, such as
+dt-deeplab's ``DeepLabSegmentor``) as a capturable graph (see :mod:`dt_export.graph`).
+
+Output: ``sem_seg`` ``Tensor[C, H, W]``, the head's logits cropped to the input image (the eager
+``sem_seg_postprocess`` at the input size).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .graph import ExportGraph
+
+__all__ = ["SemanticGraph", "crop"]
+
+
+def crop(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The top-left ``height x width`` of ``maps`` ``Tensor[..., H', W']``, by ``index_select`` (the
+    shape solver cannot prove that a slice's end ``height <= H'`` of the padded maps is in range)."""
+    rows = torch.arange(height, device=maps.device)
+    columns = torch.arange(width, device=maps.device)
+    return maps.index_select(-2, rows).index_select(-1, columns)
+
+
+class SemanticGraph(ExportGraph):
+    """``model.sem_seg_head`` on the backbone features of one image, cropped to it."""
+
+    output_names = ("sem_seg",)
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        constraints = {k: v for k, v in model.padding_constraints.items() if v}
+        if constraints:
+            raise ValueError(
+                f"cannot export padding constraints {constraints} (supported: size_divisibility)"
+            )
+
+    def eager_outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            return {"sem_seg": self.model([{"image": image}])[0]["sem_seg"]}
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor]:
+        height, width = image.shape[-2:]
+        logits = self.model.sem_seg_head(self.features(image))[0][0]  # [C', H', W'] padded
+        return (crop(logits, height, width),)
