@@ -1,0 +1,13 @@
+"""``dt export`` of ``DeepLabSegmentor``: dt-export's semantic segmentation graph, registered through
+the ``dt_export.family`` entry point (loaded only by dt-export, so dt-deeplab does not depend on it)."""
+
+from __future__ import annotations
+
+from dt_export.families import ALL_FORMATS, Family
+from dt_export.semantic import SemanticGraph
+
+from .semantic_seg import DeepLabSegmentor
+
+__all__ = ["FAMILY"]
+
+FAMILY = Family(DeepLabSegmentor, SemanticGraph, ALL_FORMATS, "DeepLabSegmentor (DeepLabV3, DeepLabV3+)")

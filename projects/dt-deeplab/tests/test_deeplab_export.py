@@ -1,0 +1,50 @@
+"""``dt export`` of a narrow ``DeepLabSegmentor`` (the family dt-deeplab registers through the
+``dt_export.family`` entry point): the graph and every exported format give the eager semantic labels
+on two image sizes (>= 99.9 % of pixels)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from deeplab_helpers import tiny_model_config
+
+from dt_config import structure
+from dt_export import export_model
+from dt_export.check import compare_outputs
+from dt_export.families import exportable_graph
+from dt_export.runtime import load_exported
+from dt_models import ModelConfig, build_model
+
+
+def _model_and_images() -> tuple[torch.nn.Module, list[torch.Tensor]]:
+    torch.manual_seed(0)
+    model = build_model(structure(ModelConfig, tiny_model_config())).eval()
+    generator = torch.Generator().manual_seed(1)
+    return model, [torch.rand(3, *size, generator=generator) * 255 for size in ((96, 128), (120, 88))]
+
+
+def _check(graph, images, run) -> None:
+    for image in images:
+        comparison = compare_outputs(graph.eager_outputs(image), run(image), tuple(image.shape[-2:]))
+        assert comparison.ok and "sem_seg" in comparison.fields, comparison.describe()
+
+
+def test_the_entry_point_family_exports_the_eager_labels():
+    model, images = _model_and_images()
+    graph = exportable_graph(model, "onnx").eval()
+    assert graph.output_names == ("sem_seg",)
+
+    def run(image):
+        with torch.no_grad():
+            return dict(zip(graph.output_names, graph(image), strict=True))
+
+    _check(graph, images, run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("format", ["onnx", "exported-program", "torchscript"])
+def test_exported_deeplab_gives_the_eager_labels(format, tmp_path):
+    model, images = _model_and_images()
+    result = export_model(model, format, tmp_path / "out", images[0], dynamic=True)
+    graph = exportable_graph(model, format)
+    _check(graph, images, load_exported(result.model_file, format, graph.output_names))
