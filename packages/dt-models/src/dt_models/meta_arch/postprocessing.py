@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from dt_models.proposal_generator.proposal_utils import clip_boxes, nonempty_boxes
-from dt_structures import Boxes, Instances, paste_masks_in_image
+from dt_structures import Boxes, Instances, RotatedBoxes, paste_masks_in_image
 
 __all__ = ["detector_postprocess"]
 
@@ -15,7 +15,8 @@ def detector_postprocess(
 ) -> Instances:
     """Detections on the network input rescaled to an ``(output_height, output_width)`` image.
 
-    Boxes (``pred_boxes`` or ``proposal_boxes``) are scaled, clipped, and empty ones dropped;
+    Boxes (``pred_boxes`` or ``proposal_boxes``) are scaled, clipped, and empty ones dropped
+    (``RotatedBoxes`` by their own ``scaled`` and ``clip``, as detectron2);
     ``pred_masks`` ``Tensor[R, 1, M, M]`` probabilities are pasted into the boxes and thresholded
     into ``Tensor[R, output_height, output_width]`` bool; ``pred_keypoints`` x, y are scaled.
     ``results`` is not modified.
@@ -32,10 +33,16 @@ def detector_postprocess(
             output.set(name, value)
         return output
     boxes = fields[box_field].tensor
-    scale = torch.tensor([scale_x, scale_y, scale_x, scale_y], dtype=boxes.dtype, device=boxes.device)
-    boxes = clip_boxes(boxes * scale, output.image_size)
-    fields[box_field] = Boxes(boxes)
-    keep = nonempty_boxes(boxes)
+    if isinstance(fields[box_field], RotatedBoxes):
+        rotated = fields[box_field].scaled(scale_x, scale_y)
+        rotated.clip(output.image_size)
+        fields[box_field] = rotated
+        keep = rotated.nonempty()
+    else:
+        scale = torch.tensor([scale_x, scale_y, scale_x, scale_y], dtype=boxes.dtype, device=boxes.device)
+        boxes = clip_boxes(boxes * scale, output.image_size)
+        fields[box_field] = Boxes(boxes)
+        keep = nonempty_boxes(boxes)
     for name, value in fields.items():
         output.set(name, value)
     output = output[keep]

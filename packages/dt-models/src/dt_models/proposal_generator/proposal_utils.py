@@ -95,14 +95,15 @@ def find_top_rpn_proposals(
 def add_ground_truth_to_proposals(
     gt_boxes: Sequence[Boxes], proposals: Sequence[Instances]
 ) -> list[Instances]:
-    """Append each image's ground-truth boxes to its proposals, with an objectness logit of ~23 (p ~ 1)."""
+    """Append each image's ground-truth boxes to its proposals, with an objectness logit of ~23 (p ~ 1);
+    the proposals keep the box type of the ground truth (``Boxes`` or ``RotatedBoxes``)."""
     if len(gt_boxes) != len(proposals):
         raise ValueError(f"got ground truth for {len(gt_boxes)} images and proposals for {len(proposals)}")
     results = []
     for gt, props in zip(gt_boxes, proposals, strict=True):
         logits = props.objectness_logits
         gt_props = Instances(props.image_size)
-        gt_props.proposal_boxes = Boxes(gt.tensor.to(logits.device))
+        gt_props.proposal_boxes = type(gt)(gt.tensor.to(logits.device))
         gt_props.objectness_logits = torch.full(
             (len(gt),), _GT_LOGIT, dtype=logits.dtype, device=logits.device
         )

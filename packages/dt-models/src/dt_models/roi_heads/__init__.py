@@ -1,5 +1,6 @@
 """ROI heads: sampling, the box branch (head, predictor), extra branches (masks, keypoints), the C4
-``Res5ROIHeads`` and ``CascadeROIHeads``, with their configs (importing this package registers them)."""
+``Res5ROIHeads``, ``CascadeROIHeads`` and the rotated ``RROIHeads``, with their configs (importing
+this package registers them)."""
 
 from dt_models.roi_heads.box_head import (
     FastRCNNConvFCHead,
@@ -50,6 +51,15 @@ from dt_models.roi_heads.roi_heads import (
     roi_heads_sampling_kwargs,
     select_foreground_proposals,
 )
+from dt_models.roi_heads.rotated_fast_rcnn import (
+    RotatedFastRCNNOutputLayers,
+    RotatedFastRCNNOutputLayersConfig,
+    RotatedPoolerConfig,
+    RROIHeads,
+    RROIHeadsConfig,
+    build_rotated_fast_rcnn_output_layers,
+    build_rroi_heads,
+)
 
 __all__ = [
     "CascadeROIHeads",
@@ -69,9 +79,14 @@ __all__ = [
     "ROIBranch",
     "ROIBranches",
     "ROIHeads",
+    "RROIHeads",
+    "RROIHeadsConfig",
     "Res5HeadConfig",
     "Res5ROIHeads",
     "Res5ROIHeadsConfig",
+    "RotatedFastRCNNOutputLayers",
+    "RotatedFastRCNNOutputLayersConfig",
+    "RotatedPoolerConfig",
     "SampledROIHeadsConfig",
     "StandardROIHeads",
     "StandardROIHeadsConfig",
@@ -83,6 +98,8 @@ __all__ = [
     "build_mask_branch",
     "build_mask_rcnn_conv_upsample_head",
     "build_res5_roi_heads",
+    "build_rotated_fast_rcnn_output_layers",
+    "build_rroi_heads",
     "build_standard_roi_heads",
     "check_branches",
     "fast_rcnn_inference",

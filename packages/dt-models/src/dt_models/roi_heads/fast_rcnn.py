@@ -17,8 +17,8 @@ from dt_models.box_regression import BOX_REG_LOSS_TYPES, Box2BoxTransform, dense
 from dt_models.layers import ShapeSpec, cat, nonzero_tuple
 from dt_models.proposal_generator.proposal_utils import clip_boxes
 from dt_models.registry import ROI_BOX_PREDICTOR_REGISTRY, BoxPredictorConfig
-from dt_ops import batched_nms
-from dt_structures import Boxes, Instances
+from dt_ops import batched_nms, batched_nms_rotated
+from dt_structures import Boxes, Instances, RotatedBoxes
 
 __all__ = [
     "FastRCNNOutputLayers",
@@ -38,11 +38,14 @@ def fast_rcnn_inference(
     score_thresh: float,
     nms_thresh: float,
     topk_per_image: int,
+    rotated: bool = False,
 ) -> tuple[list[Instances], list[torch.Tensor]]:
     """Per image: threshold scores, per-class NMS, keep the ``topk_per_image`` best (``< 0``: all).
 
     Args:
-        boxes: per image, ``Tensor[Ri, K*4]`` (class-specific) or ``Tensor[Ri, 4]``, XYXY_ABS.
+        boxes: per image, ``Tensor[Ri, K*4]`` (class-specific) or ``Tensor[Ri, 4]``, XYXY_ABS; with
+            ``rotated``, ``Tensor[Ri, K*5]`` or ``Tensor[Ri, 5]`` XYWHA_ABS boxes, clipped as
+            ``RotatedBoxes.clip`` does, suppressed by rotated NMS and returned as ``RotatedBoxes``.
         scores: per image, ``Tensor[Ri, K+1]`` probabilities, background last.
         image_shapes: ``(h, w)`` per image, boxes are clipped to it.
 
@@ -51,7 +54,7 @@ def fast_rcnn_inference(
         index of the proposal each detection came from.
     """
     results = [
-        fast_rcnn_inference_single_image(b, s, shape, score_thresh, nms_thresh, topk_per_image)
+        fast_rcnn_inference_single_image(b, s, shape, score_thresh, nms_thresh, topk_per_image, rotated)
         for b, s, shape in zip(boxes, scores, image_shapes, strict=True)
     ]
     return [r[0] for r in results], [r[1] for r in results]
@@ -64,14 +67,18 @@ def fast_rcnn_inference_single_image(
     score_thresh: float,
     nms_thresh: float,
     topk_per_image: int,
+    rotated: bool = False,
 ) -> tuple[Instances, torch.Tensor]:
     """:func:`fast_rcnn_inference` for one image."""
     valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
     if not valid.all():
         boxes, scores = boxes[valid], scores[valid]
     scores = scores[:, :-1]  # drop background
-    num_reg_classes = boxes.shape[1] // 4
-    boxes = clip_boxes(boxes.reshape(-1, 4), image_shape).view(-1, num_reg_classes, 4)  # [R, K, 4]
+    box_dim = 5 if rotated else 4
+    num_reg_classes = boxes.shape[1] // box_dim
+    flat = boxes.reshape(-1, box_dim)
+    flat = RotatedBoxes(flat).clipped(image_shape).tensor if rotated else clip_boxes(flat, image_shape)
+    boxes = flat.view(-1, num_reg_classes, box_dim)  # [R, K, box_dim]
     filter_mask = scores > score_thresh  # [R, K]
     filter_inds = filter_mask.nonzero()  # [M, 2]: (proposal, class)
     if num_reg_classes == 1:
@@ -79,12 +86,12 @@ def fast_rcnn_inference_single_image(
     else:
         boxes = boxes[filter_mask]
     scores = scores[filter_mask]
-    keep = batched_nms(boxes, scores, filter_inds[:, 1], nms_thresh)
+    keep = (batched_nms_rotated if rotated else batched_nms)(boxes, scores, filter_inds[:, 1], nms_thresh)
     if topk_per_image >= 0:
         keep = keep[:topk_per_image]
     boxes, scores, filter_inds = boxes[keep], scores[keep], filter_inds[keep]
     result = Instances(tuple(image_shape))
-    result.pred_boxes = Boxes(boxes)
+    result.pred_boxes = RotatedBoxes(boxes) if rotated else Boxes(boxes)
     result.scores = scores
     result.pred_classes = filter_inds[:, 1]
     return result, filter_inds[:, 0]
@@ -124,7 +131,8 @@ def sigmoid_cross_entropy_loss(
 
 
 class FastRCNNOutputLayers(nn.Module):
-    """Two linear layers on box features: ``K + 1`` class scores and ``K * 4`` (or 4) box deltas.
+    """Two linear layers on box features: ``K + 1`` class scores and ``K * B`` (or ``B``) box deltas,
+    ``B = len(box2box_transform.weights)`` (4; 5 for rotated boxes).
 
     Args:
         input_shape: shape of the box features (flattened if spatial).
@@ -172,7 +180,8 @@ class FastRCNNOutputLayers(nn.Module):
         self.num_classes = num_classes
         self.cls_score = nn.Linear(input_size, num_classes + 1)
         num_reg_classes = 1 if cls_agnostic_bbox_reg else num_classes
-        self.bbox_pred = nn.Linear(input_size, num_reg_classes * 4)
+        self.box_dim = len(box2box_transform.weights)
+        self.bbox_pred = nn.Linear(input_size, num_reg_classes * self.box_dim)
         nn.init.normal_(self.cls_score.weight, std=0.01)
         nn.init.normal_(self.bbox_pred.weight, std=0.001)
         for layer in (self.cls_score, self.bbox_pred):
@@ -197,7 +206,7 @@ class FastRCNNOutputLayers(nn.Module):
         self.fed_loss_cls_weights.copy_(weights)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``Tensor[R, ...]`` features to scores ``Tensor[R, K+1]`` and deltas ``Tensor[R, K*4]``."""
+        """``Tensor[R, ...]`` features to scores ``Tensor[R, K+1]`` and deltas ``Tensor[R, K*B]``."""
         if x.dim() > 2:
             x = torch.flatten(x, start_dim=1)
         return self.cls_score(x), self.bbox_pred(x)
@@ -219,7 +228,7 @@ class FastRCNNOutputLayers(nn.Module):
             )
         else:
             gt_classes = torch.empty(0, dtype=torch.int64, device=scores.device)
-            proposal_boxes = gt_boxes = torch.empty((0, 4), device=scores.device)
+            proposal_boxes = gt_boxes = torch.empty((0, self.box_dim), device=scores.device)
         if gt_classes.numel() == 0:
             loss_cls = scores.sum() * 0.0
         elif self.use_sigmoid_ce:
@@ -235,10 +244,10 @@ class FastRCNNOutputLayers(nn.Module):
         else:
             loss_cls = F.cross_entropy(scores, gt_classes, reduction="mean")
         fg_inds = nonzero_tuple((gt_classes >= 0) & (gt_classes < self.num_classes))[0]
-        if deltas.shape[1] == 4:  # class-agnostic
+        if deltas.shape[1] == self.box_dim:  # class-agnostic
             fg_deltas = deltas[fg_inds]
         else:
-            fg_deltas = deltas.view(-1, self.num_classes, 4)[fg_inds, gt_classes[fg_inds]]
+            fg_deltas = deltas.view(-1, self.num_classes, self.box_dim)[fg_inds, gt_classes[fg_inds]]
         loss_box_reg = dense_box_regression_loss(
             [proposal_boxes[fg_inds]], self.box2box_transform, [fg_deltas.unsqueeze(0)],
             [gt_boxes[fg_inds]], ..., self.box_reg_loss_type, self.smooth_l1_beta,
@@ -250,7 +259,7 @@ class FastRCNNOutputLayers(nn.Module):
     def predict_boxes(
         self, predictions: tuple[torch.Tensor, torch.Tensor], proposals: Sequence[Instances]
     ) -> list[torch.Tensor]:
-        """Per image, decoded class-specific boxes ``Tensor[Ri, K*4]`` (or ``[Ri, 4]``)."""
+        """Per image, decoded class-specific boxes ``Tensor[Ri, K*B]`` (or ``[Ri, B]``)."""
         if not proposals:
             return []
         _, deltas = predictions

@@ -36,6 +36,7 @@ __all__ = [
     "SampledROIHeadsConfig",
     "StandardROIHeadsConfig",
     "branches_input_features",
+    "box_branch_kwargs",
     "build_box_predictor",
     "build_branches",
     "build_standard_roi_heads",
@@ -65,7 +66,12 @@ class ROIHeads(nn.Module):
         positive_fraction: at most this fraction of the sample is foreground.
         proposal_matcher: assigns proposals to ground truth (IoU 0.5 in the standard model).
         proposal_append_gt: add the ground-truth boxes to the proposals before sampling.
+
+    ``match_quality(gt_boxes, proposal_boxes) -> Tensor[G, R]`` scores proposals against ground truth
+    for the matcher: IoU here, rotated IoU in ``RROIHeads``.
     """
+
+    match_quality = staticmethod(pairwise_iou)
 
     def __init__(
         self,
@@ -110,7 +116,7 @@ class ROIHeads(nn.Module):
         sampled_proposals = []
         for props, target in zip(proposals, targets, strict=True):
             has_gt = len(target) > 0
-            quality = pairwise_iou(target.gt_boxes, props.proposal_boxes)  # [G, R]
+            quality = self.match_quality(target.gt_boxes, props.proposal_boxes)  # [G, R]
             matched_idxs, matched_labels = self.proposal_matcher(quality)
             sampled_idxs, gt_classes = self._sample_proposals(matched_idxs, matched_labels, target.gt_classes)
             props = props[sampled_idxs]
@@ -324,20 +330,26 @@ def build_standard_roi_heads(
     config: StandardROIHeadsConfig, input_shape: dict[str, ShapeSpec]
 ) -> StandardROIHeads:
     """Box pooler, head and predictor, and every configured branch."""
+    return StandardROIHeads(
+        **box_branch_kwargs(config, input_shape),
+        branches=build_branches(config.branches, config, input_shape),
+        **roi_heads_sampling_kwargs(config),
+    )
+
+
+def box_branch_kwargs(config: StandardROIHeadsConfig, input_shape: dict[str, ShapeSpec]) -> dict:
+    """The box branch keyword arguments of :class:`StandardROIHeads` (``box_in_features``,
+    ``box_pooler``, ``box_head``, ``box_predictor``) built from ``config``."""
     side = config.box_pooler.resolution
-    channels = shared_channels(input_shape, config.in_features, "StandardROIHeads")
+    channels = shared_channels(input_shape, config.in_features, config.name)
     box_head = ROI_BOX_HEAD_REGISTRY.build(
         config.box_head, input_shape=ShapeSpec(channels=channels, height=side, width=side)
     )
-    box_predictor = build_box_predictor(
-        config.box_predictor, config, box_head.output_shape, config.num_classes
-    )
-    branches = build_branches(config.branches, config, input_shape)
-    return StandardROIHeads(
+    return dict(
         box_in_features=config.in_features,
         box_pooler=build_pooler(config.box_pooler, config.in_features, input_shape),
         box_head=box_head,
-        box_predictor=box_predictor,
-        branches=branches,
-        **roi_heads_sampling_kwargs(config),
+        box_predictor=build_box_predictor(
+            config.box_predictor, config, box_head.output_shape, config.num_classes
+        ),
     )
