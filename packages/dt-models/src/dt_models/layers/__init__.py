@@ -1,6 +1,7 @@
 """Layers shared by the models: convolutions, normalization, losses."""
 
 from dt_models.layers.batch_norm import NORM_NAMES, FrozenBatchNorm2d, LayerNorm, get_norm
+from dt_models.layers.cycle_batch_norm import CycleBatchNormList
 from dt_models.layers.focal_loss import sigmoid_focal_loss
 from dt_models.layers.losses import ciou_loss, diou_loss, giou_loss, smooth_l1_loss
 from dt_models.layers.scale_gradient import scale_gradient
@@ -10,6 +11,7 @@ from dt_models.layers.wrappers import Conv2d, ShapeSpec, cat, nonzero_tuple, sha
 __all__ = [
     "NORM_NAMES",
     "Conv2d",
+    "CycleBatchNormList",
     "FrozenBatchNorm2d",
     "LayerNorm",
     "NaiveSyncBatchNorm",

@@ -193,7 +193,7 @@ def build_retinanet(config: RetinaNetConfig) -> RetinaNet:
     head = RetinaNetHead(
         in_channels=channels, num_classes=config.num_classes,
         num_anchors=anchor_generator.num_cell_anchors[0], conv_dims=[channels] * config.head.num_convs,
-        norm=config.head.norm, prior_prob=config.head.prior_prob,
+        norm=config.head.norm, prior_prob=config.head.prior_prob, num_levels=len(config.in_features),
     )  # fmt: skip
     return RetinaNet(
         backbone=backbone, head=head, head_in_features=config.in_features, anchor_generator=anchor_generator,
