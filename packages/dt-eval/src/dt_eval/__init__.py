@@ -22,6 +22,7 @@ _LAZY = {
     "inference_on_dataset": "dt_eval.evaluator",
     "print_csv_format": "dt_eval.evaluator",
     "COCOEvaluator": "dt_eval.coco_evaluation",
+    "RotatedCOCOEvaluator": "dt_eval.rotated_coco_evaluation",
     "SemSegEvaluator": "dt_eval.sem_seg_evaluation",
     "COCOPanopticEvaluator": "dt_eval.panoptic_evaluation",
     "PascalVOCDetectionEvaluator": "dt_eval.pascal_voc_evaluation",

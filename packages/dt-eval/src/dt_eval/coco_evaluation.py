@@ -53,6 +53,9 @@ def _quiet_coco(json_file: str) -> COCO:
 class COCOEvaluator(DatasetEvaluator):
     """COCO evaluation of instance predictions (detectron2's ``COCOEvaluator``).
 
+    Subclasses change the box form with ``rotated`` (ground truth and results as XYWHA_ABS) and the
+    matching through :meth:`_make_cocoeval` (``RotatedCOCOEvaluator``).
+
     Args:
         dataset_name: name used in logs and for the cached converted json.
         tasks: subset of ``("bbox", "segm", "keypoints")``; default: inferred from the predictions.
@@ -65,6 +68,8 @@ class COCOEvaluator(DatasetEvaluator):
         metadata: object or mapping with ``thing_classes`` and ``thing_dataset_id_to_contiguous_id``.
         allow_cached_coco: reuse a previously converted json in ``output_dir``.
     """
+
+    rotated = False
 
     def __init__(
         self,
@@ -99,8 +104,11 @@ class COCOEvaluator(DatasetEvaluator):
                 raise ValueError("COCOEvaluator needs coco_json, metadata.json_file or dataset_dicts")
             if output_dir is None:
                 raise ValueError("COCOEvaluator needs output_dir to store the converted dataset_dicts")
-            json_file = os.path.join(output_dir, f"{dataset_name}_coco_format.json")
-            convert_to_coco_json(dataset_dicts, metadata, json_file, allow_cached=allow_cached_coco)
+            form = "_rotated" if self.rotated else ""
+            json_file = os.path.join(output_dir, f"{dataset_name}{form}_coco_format.json")
+            convert_to_coco_json(
+                dataset_dicts, metadata, json_file, allow_cached=allow_cached_coco, rotated=self.rotated
+            )
         self._coco_api = _quiet_coco(json_file)
         self._do_evaluation = "annotations" in self._coco_api.dataset
         self._predictions: list[dict] = []
@@ -197,7 +205,9 @@ class COCOEvaluator(DatasetEvaluator):
         coco_gt = self._coco_api
         tasks = self._tasks or self._tasks_from(results)
         num_kpts = len(self._kpt_oks_sigmas) if len(self._kpt_oks_sigmas) else None
-        validate_results(results, set(coco_gt.getImgIds()), set(coco_gt.getCatIds()), num_kpts)
+        validate_results(
+            results, set(coco_gt.getImgIds()), set(coco_gt.getCatIds()), num_kpts, rotated=self.rotated
+        )
         if self._output_dir:
             os.makedirs(self._output_dir, exist_ok=True)
             path = os.path.join(self._output_dir, "coco_instances_results.json")
@@ -239,8 +249,7 @@ class COCOEvaluator(DatasetEvaluator):
                 r.pop("bbox", None)  # loadRes then derives the box from the mask
         with contextlib.redirect_stdout(io.StringIO()):
             coco_dt = coco_gt.loadRes(results) if results else _empty_results(coco_gt)
-        custom_max_dets = task != "keypoints" and self._max_dets[2] != 100
-        coco_eval = (_COCOevalMaxDets if custom_max_dets else COCOeval)(coco_gt, coco_dt, task)
+        coco_eval = self._make_cocoeval(coco_gt, coco_dt, task)
         if task != "keypoints":
             coco_eval.params.maxDets = list(self._max_dets)
         if img_ids is not None:
@@ -262,6 +271,11 @@ class COCOEvaluator(DatasetEvaluator):
             coco_eval.summarize()
         logger.info("Evaluation results for %s:\n%s", task, printed.getvalue())
         return coco_eval
+
+    def _make_cocoeval(self, coco_gt: COCO, coco_dt: COCO, task: str) -> COCOeval:
+        """The ``COCOeval`` of ``task`` (its AP@[.50:.95] at the custom detection limit, if any)."""
+        custom_max_dets = task != "keypoints" and self._max_dets[2] != 100
+        return (_COCOevalMaxDets if custom_max_dets else COCOeval)(coco_gt, coco_dt, task)
 
 
 class _COCOevalMaxDets(COCOeval):

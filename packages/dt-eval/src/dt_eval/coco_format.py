@@ -43,15 +43,20 @@ def instances_to_coco_json(instances: Any, img_id: Any) -> list[dict]:
     """COCO result dicts of one image's predictions.
 
     ``instances`` is duck-typed like detectron2's ``Instances``: ``pred_boxes`` (Tensor[N, 4] or Boxes,
-    XYXY_ABS), ``scores`` [N], ``pred_classes`` [N] (contiguous ids), optionally ``pred_masks``
-    (bool [N, H, W]) and ``pred_keypoints`` ([N, K, 3], x/y in pixel-corner coordinates: 0.5 is
+    XYXY_ABS, written as XYWH; or Tensor[N, 5] / RotatedBoxes, XYWHA_ABS, written as they are:
+    ``[cx, cy, w, h, angle]``), ``scores`` [N], ``pred_classes`` [N] (contiguous ids), optionally
+    ``pred_masks`` (bool [N, H, W]) and ``pred_keypoints`` ([N, K, 3], x/y in pixel-corner coordinates: 0.5 is
     subtracted to follow COCO's pixel-centre convention, as detectron2 does).
     """
     num = len(instances)
     if num == 0:
         return []
-    boxes = _numpy(instances.pred_boxes).astype(np.float64).reshape(num, 4)
-    boxes = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).tolist()  # XYWH_ABS
+    boxes = _numpy(instances.pred_boxes).astype(np.float64)
+    if boxes.shape == (num, 5):  # rotated: XYWHA_ABS as it is
+        boxes = boxes.tolist()
+    else:
+        boxes = boxes.reshape(num, 4)
+        boxes = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).tolist()  # XYWH_ABS
     scores = _numpy(instances.scores).tolist()
     classes = _numpy(instances.pred_classes).astype(np.int64).tolist()
     rles = None
@@ -91,23 +96,26 @@ def _polygon_area(poly: Sequence[float]) -> float:
     return float(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
-def _to_xywh(bbox: Sequence[float], mode: Any) -> list[float]:
+def _to_coco_box(bbox: Sequence[float], mode: Any, rotated: bool) -> list[float]:
     with needs_torch_extra("converting dataset dicts to COCO json"):
         from dt_structures import BoxMode
 
     mode = BoxMode(int(mode))
-    if mode == BoxMode.XYWHA_ABS:
-        raise ValueError("rotated boxes (XYWHA_ABS) have no COCO json form")
-    return [float(v) for v in BoxMode.convert(list(bbox), mode, BoxMode.XYWH_ABS)]
+    if mode == BoxMode.XYWHA_ABS and not rotated:
+        raise ValueError("rotated boxes (XYWHA_ABS) have no COCO json form (evaluate them as rotated)")
+    target = BoxMode.XYWHA_ABS if rotated else BoxMode.XYWH_ABS
+    return [float(v) for v in BoxMode.convert(list(bbox), mode, target)]
 
 
-def convert_to_coco_dict(dataset_dicts: Sequence[dict], metadata: Any = None) -> dict:
+def convert_to_coco_dict(dataset_dicts: Sequence[dict], metadata: Any = None, rotated: bool = False) -> dict:
     """COCO json dict of dataset dicts in dt's (detectron2's) standard format.
 
     ``metadata`` supplies ``thing_classes`` and ``thing_dataset_id_to_contiguous_id`` (attribute or
     key); without the mapping, ``category_id`` values are taken as the dataset ids. Boxes are converted
-    to XYWH_ABS; ``area`` is the polygon (shoelace) or RLE area when there is a mask, else the box area;
-    keypoint x/y get -0.5 (dataset dicts use pixel corners, COCO pixel centres), as detectron2 does.
+    to XYWH_ABS (with ``rotated``, to XYWHA_ABS ``[cx, cy, w, h, angle]``, as detectron2's rotated
+    json); ``area`` is the polygon (shoelace) or RLE area when there is a mask, else the box area
+    (``w * h``); keypoint x/y get -0.5 (dataset dicts use pixel corners, COCO pixel centres), as
+    detectron2 does.
     """
     classes = list(_get(metadata, "thing_classes", []) or [])
     mapping = _get(metadata, "thing_dataset_id_to_contiguous_id")
@@ -124,7 +132,7 @@ def convert_to_coco_dict(dataset_dicts: Sequence[dict], metadata: Any = None) ->
              "file_name": str(record.get("file_name", ""))}
         )  # fmt: skip
         for ann in record.get("annotations", []):
-            bbox = _to_xywh(ann["bbox"], ann.get("bbox_mode", 0))
+            bbox = _to_coco_box(ann["bbox"], ann.get("bbox_mode", 0), rotated)
             coco_ann: dict = {"id": len(annotations) + 1, "image_id": image_id, "bbox": bbox, "iscrowd": 0}
             segm = ann.get("segmentation")
             if segm:
@@ -159,29 +167,36 @@ def convert_to_coco_dict(dataset_dicts: Sequence[dict], metadata: Any = None) ->
     return {"info": info, "images": images, "categories": categories, "annotations": annotations}
 
 
-def coco_api_from_dataset_dicts(dataset_dicts: Sequence[dict], metadata: Any = None) -> Any:
-    """A ``pycocotools.coco.COCO`` of dataset dicts (e.g. from dt-data's loaders), for ``COCOeval``."""
+def coco_api_from_dataset_dicts(
+    dataset_dicts: Sequence[dict], metadata: Any = None, rotated: bool = False
+) -> Any:
+    """A ``pycocotools.coco.COCO`` of dataset dicts (e.g. from dt-data's loaders), for ``COCOeval``
+    (``rotated``: see :func:`convert_to_coco_dict`)."""
     import contextlib
     import io
 
     from pycocotools.coco import COCO
 
     coco = COCO()
-    coco.dataset = convert_to_coco_dict(dataset_dicts, metadata)
+    coco.dataset = convert_to_coco_dict(dataset_dicts, metadata, rotated)
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
 
 
 def convert_to_coco_json(
-    dataset_dicts: Sequence[dict], metadata: Any, output_file: str, allow_cached: bool = True
+    dataset_dicts: Sequence[dict],
+    metadata: Any,
+    output_file: str,
+    allow_cached: bool = True,
+    rotated: bool = False,
 ):
     """Write ``convert_to_coco_dict`` to ``output_file`` (atomically); reuse an existing file if allowed."""
     if allow_cached and os.path.exists(output_file):
         logger.info("Using the cached COCO-format annotations at %s", output_file)
         return
     os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
-    coco = convert_to_coco_dict(dataset_dicts, metadata)
+    coco = convert_to_coco_dict(dataset_dicts, metadata, rotated)
     tmp = output_file + ".tmp"
     with open(tmp, "w") as f:
         json.dump(coco, f)
@@ -195,13 +210,18 @@ def _finite_numbers(value: Any, n: int | None) -> bool:
 
 
 def validate_results(
-    results: Sequence[Any], image_ids: set, category_ids: set, num_keypoints: int | None = None
+    results: Sequence[Any],
+    image_ids: set,
+    category_ids: set,
+    num_keypoints: int | None = None,
+    rotated: bool = False,
 ):
     """Raise ``ValueError`` naming the first bad entry of a COCO results list.
 
     Checks: a dict with a known ``image_id`` and ``category_id``, a number ``score``, ``bbox`` of 4
-    finite numbers with non-negative width/height, ``segmentation`` as an RLE dict (``size``,
-    ``counts``) or polygons, ``keypoints`` as 3 numbers per keypoint.
+    (``rotated``: 5, ``[cx, cy, w, h, angle]``) finite numbers with non-negative width/height,
+    ``segmentation`` as an RLE dict (``size``, ``counts``) or polygons, ``keypoints`` as 3 numbers
+    per keypoint.
     """
     for i, r in enumerate(results):
         where = f"results[{i}]"
@@ -216,8 +236,9 @@ def validate_results(
         score = r.get("score")
         if not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score):
             raise ValueError(f"{where}: 'score' must be a finite number, got {score!r}")
-        if "bbox" in r and (not _finite_numbers(r["bbox"], 4) or r["bbox"][2] < 0 or r["bbox"][3] < 0):
-            raise ValueError(f"{where}: 'bbox' must be [x, y, w, h] with w, h >= 0, got {r['bbox']!r}")
+        box_dim, box_form = (5, "[cx, cy, w, h, angle]") if rotated else (4, "[x, y, w, h]")
+        if "bbox" in r and (not _finite_numbers(r["bbox"], box_dim) or r["bbox"][2] < 0 or r["bbox"][3] < 0):
+            raise ValueError(f"{where}: 'bbox' must be {box_form} with w, h >= 0, got {r['bbox']!r}")
         if "segmentation" in r:
             segm = r["segmentation"]
             if isinstance(segm, dict):
