@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from dt_structures import Instances
+
 from . import detection_utils as utils
 from . import transforms as T
 from .errors import ImageError
@@ -96,14 +98,22 @@ class DatasetMapper:
                     f"annotation id={anno.get('id', '?')}: {e}"
                 ) from e
         try:
-            instances = utils.annotations_to_instances(
-                annos, image_shape, mask_format=self.instance_mask_format
-            )
+            instances = self._annotations_to_instances(annos, image_shape)
         except ValueError as e:
             raise ValueError(f"{dataset_dict.get('file_name', '<no file_name>')}: {e}") from e
         if self.recompute_boxes and instances.has("gt_masks"):
             instances.gt_boxes = instances.gt_masks.get_bounding_boxes()
         dataset_dict["instances"] = utils.filter_empty_instances(instances)
+
+    def _annotations_to_instances(self, annos: list[dict], image_shape: tuple[int, int]) -> Instances:
+        """``gt_boxes`` as ``RotatedBoxes`` when the annotations are rotated (XYWHA_ABS), else ``Boxes``
+        with masks and keypoints; a mix of the two is an error."""
+        rotated = [utils.is_rotated(a) for a in annos]
+        if not any(rotated):
+            return utils.annotations_to_instances(annos, image_shape, mask_format=self.instance_mask_format)
+        if not all(rotated):
+            raise ValueError("annotations mix rotated (XYWHA_ABS) and axis-aligned boxes")
+        return utils.annotations_to_instances_rotated(annos, image_shape)
 
     def __call__(self, dataset_dict: dict, rng: np.random.Generator | None = None) -> dict:
         """Map one dataset dict; ``rng`` drives the augmentations (fresh OS entropy when None)."""

@@ -32,6 +32,7 @@ __all__ = [
     "SizeMismatchError",
     "annotations_to_instances",
     "annotations_to_instances_rotated",
+    "is_rotated",
     "build_augmentation",
     "check_image_size",
     "check_metadata_consistency",
@@ -139,11 +140,12 @@ def _check_annotation(annotation: dict) -> None:
     bbox = annotation.get("bbox")
     if bbox is None:
         raise ValueError("annotation has no 'bbox'")
-    values = np.asarray(bbox, dtype=np.float64).reshape(-1)
-    if values.size != 4 or not np.isfinite(values).all():
-        raise ValueError(f"bbox must be 4 finite numbers, got {bbox!r}")
     if "bbox_mode" not in annotation:
         raise ValueError("annotation has no 'bbox_mode'")
+    size = 5 if is_rotated(annotation) else 4
+    values = np.asarray(bbox, dtype=np.float64).reshape(-1)
+    if values.size != size or not np.isfinite(values).all():
+        raise ValueError(f"bbox must be {size} finite numbers, got {bbox!r}")
     segm = annotation.get("segmentation")
     if isinstance(segm, list):
         for i, poly in enumerate(segm):
@@ -166,6 +168,11 @@ def _decode_rle(segm: dict) -> np.ndarray:
         raise ValueError(f"cannot decode RLE segmentation: {e}") from None
 
 
+def is_rotated(annotation: dict) -> bool:
+    """Whether the annotation's ``bbox`` is a rotated box (``bbox_mode`` XYWHA_ABS)."""
+    return BoxMode(int(annotation["bbox_mode"])) == BoxMode.XYWHA_ABS
+
+
 def transform_instance_annotations(
     annotation: dict,
     transforms: T.Transform | Sequence[T.Transform],
@@ -175,17 +182,22 @@ def transform_instance_annotations(
 ) -> dict:
     """Apply ``transforms`` to one instance annotation; returns a new dict (input unchanged) with
     ``bbox`` as XYXY_ABS clipped to ``image_size`` (h, w), polygons (list of flat arrays) or a
-    bitmask ``ndarray[H, W]`` (from RLE) and keypoints ``ndarray[K, 3]``."""
+    bitmask ``ndarray[H, W]`` (from RLE) and keypoints ``ndarray[K, 3]``. A rotated ``bbox``
+    (XYWHA_ABS) stays rotated, moved by ``apply_rotated_box`` (``annotations_to_instances_rotated``
+    clips it)."""
     _check_annotation(annotation)
     if isinstance(transforms, (tuple, list)):
         transforms = T.TransformList(transforms)
     out = dict(annotation)
-    bbox = BoxMode.convert(
-        np.asarray(annotation["bbox"], dtype=np.float64), annotation["bbox_mode"], BoxMode.XYXY_ABS
-    )
-    bbox = transforms.apply_box(np.array([bbox]))[0].clip(min=0)
-    out["bbox"] = np.minimum(bbox, list(image_size + image_size)[::-1])
-    out["bbox_mode"] = BoxMode.XYXY_ABS
+    if is_rotated(annotation):
+        out["bbox"] = transforms.apply_rotated_box(np.asarray([annotation["bbox"]], dtype=np.float64))[0]
+    else:
+        bbox = BoxMode.convert(
+            np.asarray(annotation["bbox"], dtype=np.float64), annotation["bbox_mode"], BoxMode.XYXY_ABS
+        )
+        bbox = transforms.apply_box(np.array([bbox]))[0].clip(min=0)
+        out["bbox"] = np.minimum(bbox, list(image_size + image_size)[::-1])
+        out["bbox_mode"] = BoxMode.XYXY_ABS
     segm = annotation.get("segmentation")
     if isinstance(segm, list):
         polygons = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in segm]

@@ -1,5 +1,6 @@
 """Dataset loaders and registration helpers; importing this registers the built-in ``shapes`` sets
-(``shapes_train``, ``shapes_val`` and their ``_panoptic``/``_sem_seg`` variants)."""
+(``shapes_train``, ``shapes_val`` and their ``_panoptic``/``_sem_seg``/``_keypoints``/``_rotated``
+variants)."""
 
 from .cityscapes import load_cityscapes_instances, load_cityscapes_semantic, register_cityscapes
 from .coco import load_coco_json, load_sem_seg, register_coco_instances

@@ -11,7 +11,10 @@ horizon, ``ground`` below). Written once into a cache folder (``root`` argument,
 - ``panoptic/NNNNNN.png`` (RGB, id = R + 256 G + 256^2 B) with ``panoptic.json`` (COCO panoptic);
 - ``keypoints.json``: the instances with five keypoints each (COCO keypoints, pixel indices):
   the visible region's centroid and its top, bottom, left and right extreme points (the middle of
-  the extreme row or column), all visible; a horizontal flip swaps ``left`` and ``right``.
+  the extreme row or column), all visible; a horizontal flip swaps ``left`` and ``right``;
+- ``rotated.json``: the instances with rotated boxes (detectron2's rotated COCO json): ``bbox`` is
+  the minimum-area rotated rectangle of the visible region's pixels, ``[cx, cy, w, h, angle]``
+  (XYWHA_ABS, degrees counter-clockwise in [-90, 90)), ``area`` is ``w * h``.
 
 Image ``i`` depends only on (seed, split, i), so sets of different sizes share their first images.
 """
@@ -26,6 +29,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from dt_structures import BoxMode
 
 from ..catalog import DatasetCatalog, MetadataCatalog
 from .coco import load_coco_json
@@ -60,7 +65,7 @@ KEYPOINT_NAMES = ("center", "top", "bottom", "left", "right")
 KEYPOINT_FLIP_MAP = (("left", "right"),)
 KEYPOINT_SKELETON = (("center", "top"), ("center", "bottom"), ("center", "left"), ("center", "right"))
 KEYPOINT_OKS_SIGMAS = (0.05,) * len(KEYPOINT_NAMES)  # about COCO's sigmas for well-defined joints
-_VERSION = 3
+_VERSION = 4  # 4: rotated.json
 _SPLIT_CODES = {"train": 0, "val": 1}
 # dataset kind -> (name suffix, evaluator type)
 _KINDS = {
@@ -68,6 +73,7 @@ _KINDS = {
     "keypoints": ("_keypoints", "coco"),
     "panoptic": ("_panoptic", "coco_panoptic_seg"),
     "sem_seg": ("_sem_seg", "sem_seg"),
+    "rotated": ("_rotated", "coco_rotated"),
 }
 
 
@@ -173,6 +179,21 @@ def _keypoints_of(region: np.ndarray) -> list[float]:
     return [round(v, 2) for x, y in points for v in (x, y, 2)]
 
 
+def _rotated_box_of(region: np.ndarray) -> list[float]:
+    """The minimum-area rotated rectangle around the pixels of ``region`` (bool ``[H, W]``; pixel
+    ``(x, y)`` covers ``[x, x + 1] x [y, y + 1]``): ``[cx, cy, w, h, angle]``, angle in degrees
+    counter-clockwise on screen in ``[-90, 90)``, ``w`` along the rotated x axis."""
+    ys, xs = np.nonzero(region)
+    corners = np.concatenate([np.stack([xs + dx, ys + dy], axis=1) for dx in (0, 1) for dy in (0, 1)])
+    hull = cv2.convexHull(corners.astype(np.float32))
+    points = cv2.boxPoints(cv2.minAreaRect(hull)).astype(np.float64)  # [4, 2], consecutive corners
+    edge_w, edge_h = points[1] - points[0], points[2] - points[1]
+    angle = float(np.rad2deg(np.arctan2(-edge_w[1], edge_w[0])))
+    angle = (angle + 90.0) % 180.0 - 90.0  # the same rectangle turned by 180 degrees
+    cx, cy = points.mean(axis=0)
+    return [float(cx), float(cy), float(np.hypot(*edge_w)), float(np.hypot(*edge_h)), angle]
+
+
 def _pick_center(rng: np.random.Generator, size: int, radius: float, centers: list[np.ndarray]) -> np.ndarray:
     """Anywhere in the central 80%, or (half the time) overlapping an earlier shape."""
     if centers and rng.random() < 0.5:
@@ -223,7 +244,7 @@ def _generate_image(
 def _write_split(out: Path, split: str, num_images: int, image_size: int, seed: int, max_shapes: int) -> None:
     for sub in ("images", "sem_seg", "panoptic"):
         (out / sub).mkdir(parents=True)
-    images, annotations, pan_annotations, keypoints = [], [], [], []
+    images, annotations, pan_annotations, keypoints, rotated = [], [], [], [], []
     ann_id = 1
     for i in range(num_images):
         rng = np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_CODES[split], i]))
@@ -257,6 +278,8 @@ def _write_split(out: Path, split: str, num_images: int, image_size: int, seed: 
                 }
             )
             keypoints.append(_keypoints_of(region))
+            rotated_box = _rotated_box_of(region)
+            rotated.append(rotated_box)
             ann_id += 1
         cv2.imwrite(str(out / "sem_seg" / f"{stem}.png"), sem)
         rgb = np.stack([pan % 256, pan // 256 % 256, pan // 65536], axis=-1).astype(np.uint8)
@@ -278,6 +301,12 @@ def _write_split(out: Path, split: str, num_images: int, image_size: int, seed: 
             },
             f,
         )
+    with open(out / "rotated.json", "w") as f:
+        rotated_annotations = [
+            {k: a[k] for k in ("id", "image_id", "category_id", "iscrowd")} | {"bbox": b, "area": b[2] * b[3]}
+            for a, b in zip(annotations, rotated, strict=True)
+        ]
+        json.dump({"images": images, "annotations": rotated_annotations, "categories": things}, f)
     with open(out / "panoptic.json", "w") as f:
         json.dump({"images": images, "annotations": pan_annotations, "categories": SHAPES_CATEGORIES}, f)
 
@@ -333,21 +362,25 @@ def _metadata(folder: Path, kind: str) -> dict:
         "keypoint_connection_rules": [(a, b, (255, 255, 0)) for a, b in KEYPOINT_SKELETON],
         "keypoint_oks_sigmas": list(KEYPOINT_OKS_SIGMAS),
     }
-    return {
-        "thing_classes": [c["name"] for c in things],
-        "thing_colors": _COLORS[: len(things)],
-        "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(things)},
-        "stuff_classes": [c["name"] for c in SHAPES_CATEGORIES],
-        "stuff_colors": _COLORS,
-        "stuff_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(SHAPES_CATEGORIES)},
-        "image_root": str(folder / "images"),
-        "json_file": str(folder / "instances.json"),
-        "sem_seg_root": str(folder / "sem_seg"),
-        "panoptic_root": str(folder / "panoptic"),
-        "panoptic_json": str(folder / "panoptic.json"),
-        "ignore_label": 255,
-        "label_divisor": 1000,
-    } | (keypoint_metadata if kind == "keypoints" else {})
+    return (
+        {
+            "thing_classes": [c["name"] for c in things],
+            "thing_colors": _COLORS[: len(things)],
+            "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(things)},
+            "stuff_classes": [c["name"] for c in SHAPES_CATEGORIES],
+            "stuff_colors": _COLORS,
+            "stuff_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(SHAPES_CATEGORIES)},
+            "image_root": str(folder / "images"),
+            "json_file": str(folder / "instances.json"),
+            "sem_seg_root": str(folder / "sem_seg"),
+            "panoptic_root": str(folder / "panoptic"),
+            "panoptic_json": str(folder / "panoptic.json"),
+            "ignore_label": 255,
+            "label_divisor": 1000,
+        }
+        | (keypoint_metadata if kind == "keypoints" else {})
+        | ({"json_file": str(folder / "rotated.json")} if kind == "rotated" else {})
+    )
 
 
 def load_shapes(
@@ -362,7 +395,9 @@ def load_shapes(
     """Dataset dicts of a shapes split (generated on first use). ``kind``: ``"instances"`` (COCO
     dicts), ``"keypoints"`` (COCO dicts whose annotations have ``keypoints``), ``"panoptic"`` (plus
     ``sem_seg_file_name``, ``pan_seg_file_name`` and ``segments_info`` with contiguous
-    ``category_id`` and ``isthing``) or ``"sem_seg"`` (``file_name`` and ``sem_seg_file_name`` only)."""
+    ``category_id`` and ``isthing``), ``"sem_seg"`` (``file_name`` and ``sem_seg_file_name`` only) or
+    ``"rotated"`` (COCO dicts whose annotations hold only the rotated ``bbox`` of ``rotated.json``,
+    ``bbox_mode`` XYWHA_ABS, ``category_id`` and ``iscrowd``)."""
     if kind not in _KINDS:
         raise ValueError(f"load_shapes: kind must be one of {', '.join(_KINDS)}, got {kind!r}")
     folder = generate_shapes(split, num_images, image_size, seed, root)
@@ -373,6 +408,16 @@ def load_shapes(
             for anno in d["annotations"]:
                 anno["category_id"] -= 1
     if kind in ("instances", "keypoints"):
+        return dicts
+    if kind == "rotated":
+        with open(folder / "rotated.json") as f:
+            boxes = {a["id"]: a["bbox"] for a in json.load(f)["annotations"]}
+        for d in dicts:
+            d["annotations"] = [
+                {"bbox": boxes[a["id"]], "bbox_mode": BoxMode.XYWHA_ABS}
+                | {k: a[k] for k in ("id", "category_id", "iscrowd")}
+                for a in d["annotations"]
+            ]
         return dicts
     stem = [os.path.splitext(os.path.basename(d["file_name"]))[0] for d in dicts]
     if kind == "sem_seg":
@@ -411,8 +456,9 @@ def register_shapes(
 ) -> list[str]:
     """Register ``{prefix}_train``/``{prefix}_val`` (COCO instances, evaluator ``coco``) and their
     ``_keypoints`` (evaluator ``coco``; keypoint names, flip map and OKS sigmas in the metadata),
-    ``_panoptic`` (evaluator ``coco_panoptic_seg``) and ``_sem_seg`` (evaluator ``sem_seg``)
-    variants. Nothing is generated until a dataset is first loaded. Returns the registered names."""
+    ``_panoptic`` (evaluator ``coco_panoptic_seg``), ``_sem_seg`` (evaluator ``sem_seg``) and
+    ``_rotated`` (rotated boxes, evaluator ``coco_rotated``) variants. Nothing is generated until a
+    dataset is first loaded. Returns the registered names."""
     names = []
     root = shapes_root(root).parent  # resolve $DT_DATASETS now, so metadata and data agree
     for split, n in (("train", num_train), ("val", num_val)):

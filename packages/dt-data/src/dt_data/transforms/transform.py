@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from PIL import Image
 from shapely.geometry.base import BaseMultipartGeometry
 
+from .rotated_boxes import rotated_boxes_by_coords
+
 __all__ = [
     "BlendTransform",
     "CropTransform",
@@ -66,6 +68,10 @@ class Transform:
     def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
         """Each polygon ``ndarray[K, 2]`` of (x, y) -> transformed polygon."""
         return [self.apply_coords(np.asarray(p, dtype=np.float64)) for p in polygons]
+
+    def apply_rotated_box(self, rotated_boxes: np.ndarray) -> np.ndarray:
+        """``ndarray[N, 5]`` XYWHA_ABS boxes moved with ``apply_coords`` (``rotated_boxes_by_coords``)."""
+        return rotated_boxes_by_coords(self.apply_coords, rotated_boxes)
 
     def inverse(self) -> Transform:
         raise NotImplementedError(f"{type(self).__name__} has no inverse")
@@ -117,6 +123,9 @@ class TransformList(Transform):
 
     def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
         return self._apply("apply_polygons", polygons)
+
+    def apply_rotated_box(self, rotated_boxes: np.ndarray) -> np.ndarray:
+        return self._apply("apply_rotated_box", rotated_boxes)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("apply_"):
@@ -196,6 +205,12 @@ class VFlipTransform(Transform):
         coords = np.array(coords, dtype=np.float64)
         coords[:, 1] = self.height - coords[:, 1]
         return coords
+
+    def apply_rotated_box(self, rotated_boxes: np.ndarray) -> np.ndarray:
+        """``ndarray[N, 5]`` (cx, cy, w, h, angle degrees CCW): ``cy -> height - cy``, ``angle -> -angle``."""
+        boxes = np.array(rotated_boxes, dtype=np.float64)
+        boxes[:, 1], boxes[:, 4] = self.height - boxes[:, 1], -boxes[:, 4]
+        return boxes
 
     def inverse(self) -> Transform:
         return self
