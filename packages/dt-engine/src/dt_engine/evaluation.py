@@ -4,6 +4,7 @@
 evaluator_type       evaluators (dt_eval), combined with ``DatasetEvaluators`` when several
 ==================== =========================================================================
 coco                 ``COCOEvaluator`` (bbox / segm / keypoints, from the predictions)
+coco_rotated         ``RotatedCOCOEvaluator`` (bbox AP of ``[cx, cy, w, h, angle]`` boxes, rotated IoU)
 lvis                 ``LVISEvaluator``
 sem_seg              ``SemSegEvaluator``
 coco_panoptic_seg    ``SemSegEvaluator`` + ``COCOEvaluator`` + ``COCOPanopticEvaluator``
@@ -45,6 +46,7 @@ from dt_eval import (
     DatasetEvaluators,
     LVISEvaluator,
     PascalVOCDetectionEvaluator,
+    RotatedCOCOEvaluator,
     SemSegEvaluator,
 )
 from dt_models.test_time_augmentation import GeneralizedRCNNWithTTA
@@ -173,6 +175,22 @@ def _sem_seg(dataset_name: str, output_dir: str, dicts: list[dict]) -> SemSegEva
 def coco_evaluators(dataset_name: str, cfg: ExperimentConfig, output_dir: str) -> list[DatasetEvaluator]:
     # loading the dicts also generates a generated dataset's files (the shapes json)
     return [_coco(dataset_name, cfg, output_dir, DatasetCatalog.get(dataset_name))]
+
+
+@EVALUATOR_REGISTRY.register("coco_rotated")
+def rotated_coco_evaluators(
+    dataset_name: str, cfg: ExperimentConfig, output_dir: str
+) -> list[DatasetEvaluator]:
+    """COCO box AP of rotated predictions against the dataset's XYWHA_ABS boxes (rotated IoU)."""
+    return [
+        RotatedCOCOEvaluator(
+            dataset_name,
+            output_dir=output_dir,
+            max_dets_per_image=cfg.test.detections_per_image,
+            metadata=MetadataCatalog.get(dataset_name),
+            dataset_dicts=DatasetCatalog.get(dataset_name),
+        )  # fmt: skip
+    ]
 
 
 @EVALUATOR_REGISTRY.register("lvis")

@@ -125,11 +125,28 @@ a file (dt-zoo maps ``COCO-Detection/faster_rcnn_R_50_FPN_3x`` to its packaged Y
 name is not theirs; a source raises ``ConfigError`` for a name it knows but cannot serve."""
 
 
+PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+"""dt-engine's own configs (``demo.yaml``, ``shapes_retinanet.yaml``, ...), shipped as package data."""
+
+
+def packaged_config(name: str | os.PathLike[str]) -> Path | None:
+    """The packaged config called ``name`` (a bare file name, ``.yaml`` optional), else ``None``."""
+    name = os.fspath(name)
+    if not name or os.sep in name or "/" in name:
+        return None
+    path = PACKAGED_CONFIGS / (name if name.endswith(".yaml") else f"{name}.yaml")
+    return path if path.is_file() else None
+
+
 def resolve_config_path(path: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
-    """``path`` itself when it is ``None`` or an existing file, else the first config source's answer
-    (``CONFIG_SOURCE_GROUP``), else ``path`` unchanged (so loading reports the missing file)."""
+    """``path`` itself when it is ``None`` or an existing file, else the packaged config of that name
+    (``packaged_config``), else the first config source's answer (``CONFIG_SOURCE_GROUP``), else
+    ``path`` unchanged (so loading reports the missing file)."""
     if path is None or Path(path).is_file():
         return path
+    packaged = packaged_config(path)
+    if packaged is not None:
+        return packaged
     for point in sorted(entry_points(group=CONFIG_SOURCE_GROUP), key=lambda p: p.name):
         found = point.load()(os.fspath(path))
         if found is not None:
