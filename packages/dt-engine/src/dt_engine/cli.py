@@ -55,7 +55,8 @@ COMMANDS = {
         "dt plot --metrics output/metrics.jsonl --output output/plots",
     ),
     "demo": (
-        "train, evaluate and visualize a small Mask R-CNN on the synthetic shapes dataset (CPU, 10 min)",
+        "train, evaluate and visualize a small Mask R-CNN (or --task panoptic/semantic/rotated) on the "
+        "synthetic shapes dataset (CPU, 10 min)",
         "dt demo --output output/demo --minutes 10",
     ),
 }
@@ -143,6 +144,13 @@ def build_parser(extra_commands: dict[str, Command] | None = None) -> argparse.A
     predict.add_argument(
         "--confidence", type=float, default=0.5, metavar="S", help="minimum score drawn (e.g. 0.5)"
     )
+    predict.add_argument(
+        "--backend",
+        default="torch",
+        metavar="B",
+        help="torch (default), or onnxruntime / exported-program / torchscript to run --weights as the "
+        "file of dt export (needs dt-export)",
+    )
 
     plot = sub["plot"]
     _add_common(plot, config_required=False)
@@ -153,6 +161,13 @@ def build_parser(extra_commands: dict[str, Command] | None = None) -> argparse.A
 
     demo = sub["demo"]
     _add_common(demo, config_required=False)
+    demo.add_argument(
+        "--task",
+        default="instances",
+        metavar="TASK",
+        help="instances (Mask R-CNN, default), panoptic (Panoptic FPN), semantic (Semantic FPN) or "
+        "rotated (rotated Faster R-CNN): the packaged shapes config and evaluator of that family",
+    )
     demo.add_argument("--output", default="./output/demo", metavar="DIR", help="default: ./output/demo")
     demo.add_argument(
         "--minutes",

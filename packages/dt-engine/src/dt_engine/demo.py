@@ -1,16 +1,19 @@
 """``dt demo``: train a CPU-sized Mask R-CNN on the synthetic ``shapes`` set, evaluate it, show it.
 
 The run is an ordinary ``dt train`` of the packaged ``configs/demo.yaml`` (``dt train --config`` takes
-the same file), followed by the files a new user wants to look at::
+the same file), followed by the files a new user wants to look at; ``--task`` picks another family
+and its packaged shapes config (``DEMO_TASKS``: ``panoptic`` Panoptic FPN, ``semantic`` Semantic FPN,
+``rotated`` rotated Faster R-CNN), evaluated by the evaluator its dataset declares::
 
     <output>/config.yaml       the resolved config (feed it to dt train / eval / predict)
     <output>/metrics.jsonl     losses, learning rate and evaluation results per iteration
     <output>/model_final.pth   the trained weights (a dt checkpoint)
     <output>/curves.png        losses, learning rate and validation AP over iterations
-    <output>/results.json      {"bbox": {"AP": ...}, "segm": {"AP": ...}} on the test set
+    <output>/results.json      {"bbox": {"AP": ...}, "segm": {"AP": ...}} on the test set (or the
+                               task's metrics: sem_seg mIoU, panoptic_seg PQ)
     <output>/predictions/      visualized predictions on a few validation images
 
-and a summary (AP table, wall time of each phase, where the files are, a ``dt predict`` command).
+and a summary (metric table, wall time of each phase, where the files are, a ``dt predict`` command).
 
 With a budget (``--minutes``, the default), the demo times a few training steps and test images on
 this machine after generating the data, and fixes ``solver.max_iter`` (the schedule scaled with it)
@@ -47,6 +50,9 @@ from .plot import read_metrics
 __all__ = [
     "DEFAULT_MINUTES",
     "DEMO_CONFIG",
+    "DEMO_TASKS",
+    "DemoTask",
+    "demo_task",
     "configure_cpu",
     "demo_command",
     "demo_config_path",
@@ -70,21 +76,61 @@ DEMO_CONFIG = "configs/demo.yaml"
 """The demo's config file, relative to the ``dt_engine`` package (shipped as package data)."""
 
 SUMMARY_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-AP_CURVES = ("bbox/AP", "segm/AP", "bbox/AP50", "segm/AP50")
+TASK_METRICS = {
+    "bbox": SUMMARY_METRICS,
+    "segm": SUMMARY_METRICS,
+    "sem_seg": ("mIoU", "fwIoU", "mACC", "pACC"),
+    "panoptic_seg": ("PQ", "SQ", "RQ", "PQ_th", "PQ_st"),
+}
+"""The metrics the summary table shows, per evaluation task."""
+AP_CURVES = ("bbox/AP", "segm/AP", "bbox/AP50", "segm/AP50", "sem_seg/mIoU", "panoptic_seg/PQ")
+
+
+@attrs.frozen
+class DemoTask:
+    """One ``dt demo --task``: its packaged config (relative to the ``dt_engine`` package), the model's
+    name in the summary, and the evaluation tasks whose metrics the summary reports (in order)."""
+
+    config: str
+    model: str
+    tasks: tuple[str, ...]
+
+
+DEMO_TASKS = {
+    "instances": DemoTask(DEMO_CONFIG, "Mask R-CNN", ("bbox", "segm")),
+    "panoptic": DemoTask(
+        "configs/shapes_panoptic_fpn.yaml", "Panoptic FPN", ("panoptic_seg", "sem_seg", "bbox", "segm")
+    ),
+    "semantic": DemoTask("configs/shapes_semantic_fpn.yaml", "Semantic FPN", ("sem_seg",)),
+    "rotated": DemoTask("configs/shapes_rotated_faster_rcnn.yaml", "rotated Faster R-CNN", ("bbox",)),
+}
+"""``dt demo --task`` values; ``instances`` (today's Mask R-CNN demo) is the default."""
+
+
+def demo_task(name: str) -> DemoTask:
+    """The ``DemoTask`` called ``name``; ``InputError`` naming the choices otherwise."""
+    if name not in DEMO_TASKS:
+        raise InputError(f"--task must be one of {', '.join(DEMO_TASKS)}, got {name!r}")
+    return DEMO_TASKS[name]
 
 
 @contextlib.contextmanager
-def demo_config_path() -> Iterator[Path]:
-    """The packaged ``demo.yaml`` as a file path (copy it to start your own config)."""
-    with importlib.resources.as_file(importlib.resources.files("dt_engine") / DEMO_CONFIG) as path:
+def demo_config_path(task: str = "instances") -> Iterator[Path]:
+    """The packaged config of demo ``task`` (``demo.yaml`` by default) as a file path (copy it to
+    start your own config)."""
+    config = demo_task(task).config
+    with importlib.resources.as_file(importlib.resources.files("dt_engine") / config) as path:
         yield path
 
 
-def final_results(metrics_path: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
-    """The last evaluation in ``metrics.jsonl`` as ``{"bbox": {"AP": ...}, "segm": {...}}``.
+def final_results(
+    metrics_path: str | os.PathLike[str], tasks: Sequence[str] = ("bbox", "segm")
+) -> dict[str, dict[str, float]]:
+    """The last evaluation of ``tasks`` in ``metrics.jsonl`` as ``{"bbox": {"AP": ...}, "segm": {...}}``.
 
     Evaluation metrics are the flattened ``<task>/<metric>`` keys written by the ``EvalHook``.
     """
+    prefixes = tuple(f"{t}/" for t in tasks)
     last: dict[str, float] = {}
     with Path(metrics_path).open(encoding="utf-8") as f:
         for line in f:
@@ -92,11 +138,11 @@ def final_results(metrics_path: str | os.PathLike[str]) -> dict[str, dict[str, f
                 record = json.loads(line)
             except ValueError:
                 continue
-            flat = {k: v for k, v in record.items() if k.startswith(("bbox/", "segm/"))}
+            flat = {k: v for k, v in record.items() if k.startswith(prefixes)}
             if flat:
                 last = flat
     if not last:
-        raise ValueError(f"{metrics_path} holds no bbox/segm evaluation")
+        raise ValueError(f"{metrics_path} holds no {'/'.join(tasks)} evaluation")
     nested: dict[str, dict[str, float]] = {}
     for key, value in last.items():
         task, metric = key.split("/", 1)
@@ -105,14 +151,15 @@ def final_results(metrics_path: str | os.PathLike[str]) -> dict[str, dict[str, f
 
 
 def plot_curves(metrics_path: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
-    """One PNG with three panels: losses (log scale), learning rate, and validation AP, per iteration."""
+    """One PNG with three panels: losses (log scale), learning rate, and validation metrics (AP, mIoU,
+    PQ), per iteration."""
     series = read_metrics(metrics_path)
     fig = Figure(figsize=(15, 4.5), dpi=100)
     FigureCanvasAgg(fig)
     panels = (
         ("losses", sorted(n for n in series if "loss" in n), True),
         ("learning rate", [n for n in ("lr",) if n in series], False),
-        ("validation AP", [n for n in AP_CURVES if n in series], False),
+        ("validation metrics", [n for n in AP_CURVES if n in series], False),
     )
     for index, (title, names, log_y) in enumerate(panels):
         ax = fig.add_subplot(1, 3, index + 1)
@@ -137,16 +184,20 @@ def _val_images(dataset: str, count: int) -> list[str]:
     return [d["file_name"] for d in dicts[:count]]
 
 
-def _table(results: Mapping[str, Mapping[str, float | None]]) -> str:
-    """The bbox/segm AP table; a metric that is missing or undefined (``None``: NaN in strict JSON,
-    e.g. APs without small objects) prints as ``nan``."""
-    header = "        " + "".join(f"{m:>8}" for m in SUMMARY_METRICS)
-    rows = [header]
-    for task in ("bbox", "segm"):
-        if task in results:
-            values = [results[task].get(m) for m in SUMMARY_METRICS]
-            cells = "".join(f"{float('nan') if v is None else v:8.1f}" for v in values)
-            rows.append(f"  {task:<6}{cells}")
+def _table(results: Mapping[str, Mapping[str, float | None]], tasks: Sequence[str] = ("bbox", "segm")) -> str:
+    """The metric table of ``tasks`` (``TASK_METRICS`` columns; a header per group of tasks with the
+    same columns); a metric that is missing or undefined (``None``: NaN in strict JSON, e.g. APs
+    without small objects) prints as ``nan``."""
+    rows, columns = [], None
+    for task in tasks:
+        if task not in results:
+            continue
+        if TASK_METRICS[task] != columns:
+            columns = TASK_METRICS[task]
+            rows.append(" " * 14 + "".join(f"{m:>8}" for m in columns))
+        values = [results[task].get(m) for m in columns]
+        cells = "".join(f"{float('nan') if v is None else v:8.1f}" for v in values)
+        rows.append(f"  {task:<12}{cells}")
     return "\n".join(rows)
 
 
@@ -184,6 +235,7 @@ def run_demo(
     cfg: ExperimentConfig,
     *,
     config_source: str,
+    task: str = "instances",
     num_images: int = 6,
     confidence: float = 0.5,
     start: float | None = None,
@@ -194,8 +246,10 @@ def run_demo(
     Writes everything listed in the module docstring to ``cfg.output_dir`` and prints the summary.
     The wall time is counted from ``start`` (a ``time.perf_counter()`` value; default: now). With
     ``minutes``, ``solver.max_iter`` is fixed from this machine's throughput so that everything
-    ends ``minutes`` after ``start`` (``fit_to_budget``).
+    ends ``minutes`` after ``start`` (``fit_to_budget``). ``task`` (a ``DEMO_TASKS`` name) decides
+    the metrics reported and the model named in the summary.
     """
+    demo = demo_task(task)
     from .defaults import build_workflow
     from .predictor import Predictor
     from .run import predict_files
@@ -222,7 +276,7 @@ def run_demo(
     workflow.deadline = deadline
     workflow.train()  # trains, evaluates on data.datasets.test, saves
     trained = time.perf_counter()
-    results = final_results(out / "metrics.jsonl")
+    results = final_results(out / "metrics.jsonl", demo.tasks)
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
     plot_curves(out / "metrics.jsonl", out / "curves.png")
 
@@ -248,10 +302,10 @@ def run_demo(
     predict_cmd += f" --output {my_output}"
     lines = [
         "",
-        f"dt demo: Mask R-CNN trained from scratch on {', '.join(cfg.data.datasets.train)} "
+        f"dt demo: {demo.model} trained from scratch on {', '.join(cfg.data.datasets.train)} "
         f"({cfg.solver.max_iter} iterations of {cfg.solver.ims_per_batch} images, config {config_source})",
-        f"evaluation on {', '.join(cfg.data.datasets.test)} (COCO AP, %):",
-        _table(results),
+        f"evaluation on {', '.join(cfg.data.datasets.test)} (%):",
+        _table(results, demo.tasks),
         f"wall time: {_minutes(total)} min:s{budget} (data {data_seconds:.1f} s, train + eval "
         f"{trained - start - data_seconds:.1f} s, visualize {end - trained:.1f} s)",
         f"files in {out}: config.yaml metrics.jsonl model_final.pth curves.png results.json predictions/",
@@ -263,10 +317,12 @@ def run_demo(
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    """``dt demo [--config FILE] [--output DIR] [--minutes M | --max-iter N] [--threads T] [overrides]``."""
+    """``dt demo [--task T] [--config FILE] [--output DIR] [--minutes M | --max-iter N] [--threads T]
+    [overrides]``: ``--task`` picks the packaged config (``DEMO_TASKS``), which ``--config`` replaces."""
     from .defaults import build_workflow
 
     start = time.perf_counter()
+    task = demo_task(args.task)
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
     overrides: Sequence[str] = list(args.overrides)
@@ -282,10 +338,13 @@ def demo_command(args: argparse.Namespace) -> int:
     if minutes is not None and not minutes > 0:
         raise InputError(f"--minutes must be > 0, got {minutes:g}")
     with contextlib.ExitStack() as stack:
-        path = args.config if args.config is not None else str(stack.enter_context(demo_config_path()))
+        path = (
+            args.config if args.config is not None else str(stack.enter_context(demo_config_path(args.task)))
+        )
         cfg = load_experiment(path, overrides)
     cfg = attrs.evolve(cfg, output_dir=args.output)
     build_workflow(cfg).check()
+    source = args.config or f"dt_engine/{task.config}"
     with configure_cpu(args.threads):
-        run_demo(cfg, config_source=args.config or f"dt_engine/{DEMO_CONFIG}", start=start, minutes=minutes)
+        run_demo(cfg, config_source=source, task=args.task, start=start, minutes=minutes)
     return 0

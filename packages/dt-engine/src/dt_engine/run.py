@@ -33,6 +33,7 @@ from .config.experiment import ExperimentConfig, load_experiment
 from .defaults import DefaultTrainer, build_workflow, register_config_datasets, run_training
 from .errors import InputError, check_writable_dir
 from .launch import ChildFailedError, launch
+from .predict_backends import load_predict_backend
 from .predict_video import check_video, predict_video
 from .prediction_outputs import PREDICTION_OUTPUTS, PredictionContext, PredictionRecorder
 from .predictor import Predictor
@@ -291,11 +292,22 @@ def predict_command(args: argparse.Namespace) -> int:
     else:
         images = _expand_inputs(args.input)
     PREDICTION_OUTPUTS.names()  # a plugin that fails to load is reported before anything is written
+    backend = getattr(args, "backend", "torch")
+    # --backend other than torch: dt export's file (--weights) and its JSON, run by its runtime
+    exported = None if backend == "torch" else load_predict_backend(backend, weights)
+    if exported is not None and exported.input_format != cfg.data.input.format:
+        raise InputError(
+            f"{weights} takes {exported.input_format} images, the config's data.input.format is "
+            f"{cfg.data.input.format}"
+        )
     out = check_writable_dir(args.output)
-    model = build_model(cfg.model, default_device())
-    load_weights_checked(
-        model, weights, use_ema=args.ema, allow_partial=getattr(args, "allow_partial_weights", False)
-    )
+    if exported is not None:
+        model = exported
+    else:
+        model = build_model(cfg.model, default_device())
+        load_weights_checked(
+            model, weights, use_ema=args.ema, allow_partial=getattr(args, "allow_partial_weights", False)
+        )
     predictor = Predictor(cfg, model=model)
     metadata = _prediction_metadata(cfg)
     if video is not None:
