@@ -4,7 +4,7 @@ config ``FastRCNNOutputLayersConfig`` (the default box predictor, ``FastRCNNOutp
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -321,10 +321,22 @@ def build_fast_rcnn_output_layers(
 ) -> FastRCNNOutputLayers:
     """``FastRCNNOutputLayers`` on box features of ``input_shape``."""
     return FastRCNNOutputLayers(
-        input_shape=input_shape, box2box_transform=Box2BoxTransform(config.bbox_reg_weights),
-        num_classes=num_classes, test_score_thresh=test_score_thresh, test_nms_thresh=test_nms_thresh,
-        test_topk_per_image=test_topk_per_image, cls_agnostic_bbox_reg=config.cls_agnostic_bbox_reg,
-        smooth_l1_beta=config.smooth_l1_beta, box_reg_loss_type=config.bbox_reg_loss_type,
+        **output_layers_kwargs(config, Box2BoxTransform(config.bbox_reg_weights), input_shape, num_classes),
+        test_score_thresh=test_score_thresh,
+        test_nms_thresh=test_nms_thresh,
+        test_topk_per_image=test_topk_per_image,
+    )
+
+
+def output_layers_kwargs(
+    config: FastRCNNOutputLayersConfig, box2box_transform: Any, input_shape: ShapeSpec, num_classes: int
+) -> dict[str, Any]:
+    """The constructor arguments an output-layers config gives, for ``FastRCNNOutputLayers`` and its
+    subclasses (the rotated one differs only in ``box2box_transform``)."""
+    return dict(
+        input_shape=input_shape, box2box_transform=box2box_transform, num_classes=num_classes,
+        cls_agnostic_bbox_reg=config.cls_agnostic_bbox_reg, smooth_l1_beta=config.smooth_l1_beta,
+        box_reg_loss_type=config.bbox_reg_loss_type,
         loss_weight={"loss_cls": 1.0, "loss_box_reg": config.bbox_reg_loss_weight},
         use_sigmoid_ce=config.use_sigmoid_ce, use_fed_loss=config.use_fed_loss,
         fed_loss_num_classes=config.fed_loss_num_classes,

@@ -20,6 +20,7 @@ from dt_models.roi_heads.fast_rcnn import (
     FastRCNNOutputLayers,
     FastRCNNOutputLayersConfig,
     fast_rcnn_inference,
+    output_layers_kwargs,
 )
 from dt_models.roi_heads.roi_heads import (
     StandardROIHeads,
@@ -135,15 +136,13 @@ def build_rotated_fast_rcnn_output_layers(
     test_topk_per_image: int,
 ) -> RotatedFastRCNNOutputLayers:
     """``RotatedFastRCNNOutputLayers`` on box features of ``input_shape``."""
+    transform = Box2BoxTransformRotated(config.bbox_reg_weights)
     return RotatedFastRCNNOutputLayers(
-        input_shape=input_shape, box2box_transform=Box2BoxTransformRotated(config.bbox_reg_weights),
-        num_classes=num_classes, test_score_thresh=test_score_thresh, test_nms_thresh=test_nms_thresh,
-        test_topk_per_image=test_topk_per_image, cls_agnostic_bbox_reg=config.cls_agnostic_bbox_reg,
-        smooth_l1_beta=config.smooth_l1_beta, box_reg_loss_type=config.bbox_reg_loss_type,
-        loss_weight={"loss_cls": 1.0, "loss_box_reg": config.bbox_reg_loss_weight},
-        use_sigmoid_ce=config.use_sigmoid_ce, use_fed_loss=config.use_fed_loss,
-        fed_loss_num_classes=config.fed_loss_num_classes,
-    )  # fmt: skip
+        **output_layers_kwargs(config, transform, input_shape, num_classes),
+        test_score_thresh=test_score_thresh,
+        test_nms_thresh=test_nms_thresh,
+        test_topk_per_image=test_topk_per_image,
+    )
 
 
 @ROI_HEADS_REGISTRY.register(RROIHeadsConfig)
