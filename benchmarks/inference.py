@@ -1,18 +1,28 @@
 """dt-models inference speed on CPU (torch at 2 threads): median of 5 timed runs after 2 warm-ups.
 
-(a) ``golden``: the narrow Mask R-CNN R50-FPN of ``packages/dt-models/tests/data/mask_rcnn_R_50_FPN`` (its
-    detectron2 config, weights and ``io.pt`` image, 100 detections); also checks that the outputs
-    equal detectron2's within the golden README tolerances.
-(b) ``full``: the full-width Mask R-CNN R50-FPN (detectron2's mask_rcnn_R_50_FPN_3x architecture, 80
-    classes), random weights whose frozen-BN statistics are set to their inputs' per-channel mean and
-    variance in one forward pass, on scikit-image's astronaut resized to 800x800.
+The cases are ``_cases.py``'s (one per model family: Mask R-CNN R50-FPN, Keypoint R-CNN R50-FPN,
+Cascade Mask R-CNN R50-FPN, Faster R-CNN R50-C4, RetinaNet R50-FPN), by kind:
 
-Each case runs in its own spawned process so its peak memory (max RSS) is its own. Prints JSON
-with wall and CPU seconds. ``--ablation`` also times, interleaved with dt's runs, the same model
-executed as detectron2 executes it (each FrozenBN a separate op, NCHW features), which isolates
-what dt's execution changes bring on a machine too noisy for absolute comparisons.
+(a) ``golden`` (``keypoint_golden``, ``cascade_golden``, ``c4_golden``, ``retinanet_golden``): the
+    family's narrow golden reference of ``packages/dt-models/tests/data/<name>`` (its detectron2 config,
+    weights and ``io.pt`` image); also checks that the outputs equal detectron2's within the golden
+    README tolerances (masks and keypoints included where the reference has them).
+(b) ``full`` (``keypoint_full``, ...): the full-width model of detectron2's zoo YAML
+    (``mask_rcnn_R_50_FPN_3x``, ``keypoint_rcnn_R_50_FPN_3x``, ``cascade_mask_rcnn_R_50_FPN_3x``,
+    ``faster_rcnn_R_50_C4_3x``, ``retinanet_R_50_FPN_3x``), random weights whose frozen-BN statistics
+    are set to their inputs' per-channel mean and variance in one forward pass, on scikit-image's
+    astronaut resized to 800x800.
 
-    python benchmarks/inference.py [--cases golden,full] [--runs 5] [--warmup 2] [--ablation]
+Training steps are ``train_step.py``'s (this script runs them too when named). Each case runs in its
+own spawned process so its peak memory (max RSS) is its own. Prints JSON with wall and CPU seconds;
+``golden``, ``full`` and ``train_step`` also carry the detectron2 times measured once on this machine
+(``detectron2_s``; ``side_by_side.py`` measures every case against detectron2 directly).
+``--ablation`` also times, interleaved with dt's runs, the same model executed as detectron2 executes
+it (each FrozenBN a separate op, NCHW features), which isolates what dt's execution changes bring on a
+machine too noisy for absolute comparisons.
+
+    python benchmarks/inference.py [--cases golden,full,keypoint_full,...] [--runs 5] [--warmup 2]
+        [--ablation]
 """
 
 from __future__ import annotations
@@ -26,64 +36,12 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-import numpy as np
 import torch
+from _cases import INFERENCE_CASES, build_dt, get_case, make_run, outputs_summary
 
-ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT / "packages" / "dt-models" / "tests" / "data" / "mask_rcnn_R_50_FPN"
+# detectron2's seconds (low, high) for the first three cases, measured once on this machine
 DETECTRON2_SECONDS = {"golden": (0.20, 0.33), "full": (3.4, 3.9), "train_step": (6.1, 8.0)}
-GOALS = {"golden": 0.7, "full": 0.7, "train_step": 0.8}
-
-
-def full_width_config():
-    """detectron2's mask_rcnn_R_50_FPN_3x architecture (80 classes) as a dt ``ModelConfig``."""
-    from dt_models.config import GeneralizedRCNNConfig, StandardROIHeadsConfig
-    from dt_models.roi_heads import MaskBranchConfig
-
-    return GeneralizedRCNNConfig(roi_heads=StandardROIHeadsConfig(branches={"mask": MaskBranchConfig()}))
-
-
-def astronaut_bgr(size: int) -> torch.Tensor:
-    """scikit-image's astronaut as a BGR ``Tensor[3, size, size]`` uint8."""
-    from skimage import data
-
-    rgb = torch.from_numpy(np.ascontiguousarray(data.astronaut())).permute(2, 0, 1).float()[None]
-    rgb = torch.nn.functional.interpolate(rgb, size=(size, size), mode="bilinear", align_corners=False)
-    return rgb[0].flip(0).round().clamp(0, 255).to(torch.uint8)
-
-
-@torch.no_grad()
-def calibrate_frozen_bn(
-    model, batched_inputs, conv_type: type | None = None, norm_type: type | None = None
-) -> None:
-    """Set each FrozenBN's statistics to its input's per-channel mean/variance in one forward pass.
-
-    dt folds a FrozenBN into the convolution before it, so the statistics are taken on that
-    convolution's raw output, just before they are used. ``conv_type``/``norm_type``: the
-    convolution-with-norm and FrozenBN classes (default dt's; ``_detectron2_worker`` passes
-    detectron2's, whose model has the same ``preprocess_image``/``backbone``/``conv.norm`` layout).
-    """
-    if conv_type is None or norm_type is None:
-        from dt_models.layers import Conv2d, FrozenBatchNorm2d
-
-        conv_type, norm_type = Conv2d, FrozenBatchNorm2d
-
-    def hook(conv, args):
-        y = torch.nn.functional.conv2d(
-            args[0], conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups
-        )
-        conv.norm.running_mean.copy_(y.mean(dim=(0, 2, 3)))
-        conv.norm.running_var.copy_(y.var(dim=(0, 2, 3), unbiased=False))
-
-    convs = [m for m in model.modules() if isinstance(m, conv_type) and isinstance(m.norm, norm_type)]
-    handles = [conv.register_forward_pre_hook(hook) for conv in convs]
-    try:
-        model.backbone(model.preprocess_image(batched_inputs).tensor)
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def time_runs(variants: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, dict]:
@@ -145,12 +103,12 @@ def with_detectron2_execution(fn: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
-def summarize(times: dict[str, dict], case: str) -> dict:
+def summarize(times: dict[str, dict], name: str) -> dict:
     """Medians, all runs, and the ratio of dt to the detectron2-style execution of the same model."""
+    case = get_case(name)
     median = statistics.median(times["dt"]["wall"])
-    low, high = DETECTRON2_SECONDS[case]
     out = {
-        "case": case,
+        "case": name,
         "median_s": round(median, 4),
         "min_s": round(min(times["dt"]["wall"]), 4),
         "runs_s": [round(t, 4) for t in times["dt"]["wall"]],
@@ -167,88 +125,73 @@ def summarize(times: dict[str, dict], case: str) -> dict:
     out.update(
         load_average_1min=round(os.getloadavg()[0], 2),
         peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        detectron2_s=[low, high],
-        ratio_to_detectron2=[round(median / high, 3), round(median / low, 3)],
-        min_ratio_to_detectron2=[
-            round(min(times["dt"]["wall"]) / high, 3),
-            round(min(times["dt"]["wall"]) / low, 3),
-        ],
-        goal_ratio=GOALS[case],
     )
+    if name in DETECTRON2_SECONDS:
+        low, high = DETECTRON2_SECONDS[name]
+        fastest = min(times["dt"]["wall"])
+        out.update(
+            detectron2_s=[low, high],
+            ratio_to_detectron2=[round(median / high, 3), round(median / low, 3)],
+            min_ratio_to_detectron2=[round(fastest / high, 3), round(fastest / low, 3)],
+        )
+    out["goal_ratio"] = case.goal
     return out
 
 
-def _golden_matches(instances, io) -> dict:
-    shape = tuple(io["pred_masks_shape"])
-    expected = np.unpackbits(io["pred_masks_packed"].numpy(), axis=1)[:, : int(np.prod(shape[1:]))]
-    expected = torch.from_numpy(expected.reshape(shape).astype(bool))
-    same_count = len(instances) == len(io["pred_boxes"])
-    checks = {"count": same_count}
-    if same_count:
-        checks["boxes"] = bool((instances.pred_boxes.tensor - io["pred_boxes"]).abs().max() <= 1e-2)
-        checks["scores"] = bool((instances.scores - io["scores"]).abs().max() <= 1e-4)
-        checks["classes"] = bool(torch.equal(instances.pred_classes, io["pred_classes"]))
-        checks["masks"] = bool((instances.pred_masks == expected).float().mean() >= 0.999)
-    return {"outputs_equal_detectron2": all(checks.values()), "checks": checks}
-
-
-def run_case(case: str, runs: int, warmup: int, ablation: bool) -> dict:
+def run_case(name: str, runs: int, warmup: int, ablation: bool) -> dict:
+    """Time one case (inference or training step) in this process; its JSON result."""
     torch.set_num_threads(2)
-    from dt_models import build_model, detectron2_model_config, load_weights
-
-    torch.manual_seed(0)
-    if case == "golden":
-        model = build_model(detectron2_model_config(GOLDEN / "config.yaml")).eval()
-        report = load_weights(model, GOLDEN / "model_final.pkl")
-        if not report.ok:
-            raise RuntimeError(report.table())
-        io = torch.load(GOLDEN / "io.pt", weights_only=True)
-        inputs = [{"image": io["image"], "height": io["height"], "width": io["width"]}]
-    elif case == "full":
-        model = build_model(full_width_config()).eval()
-        inputs = [{"image": astronaut_bgr(800)}]
-        calibrate_frozen_bn(model, inputs)
-    else:
-        raise ValueError(f"unknown case {case!r}")
-    run = lambda: model(inputs)  # noqa: E731
+    case = get_case(name)
+    model, inputs = build_dt(case)
+    outputs: dict = {}
+    run = make_run(case, model, inputs, outputs)
     variants = {"dt": run, "detectron2_style": with_detectron2_execution(run)} if ablation else {"dt": run}
-    with torch.inference_mode():
-        times = time_runs(variants, runs, warmup)
-        instances = model(inputs)[0]["instances"]
-    extra = _golden_matches(instances, io) if case == "golden" else {}
-    return {**summarize(times, case), "detections": len(instances), **extra}
+    times = time_runs(variants, runs, warmup)
+    if ablation:
+        run()  # report the outputs of dt's own execution, not the ablation's
+    return {**summarize(times, name), **outputs_summary(case, outputs)}
 
 
-def _child(case, runs, warmup, ablation, queue):
+def _child(name, runs, warmup, ablation, queue):
     try:
-        queue.put(run_case(case, runs, warmup, ablation))
+        queue.put(run_case(name, runs, warmup, ablation))
     except Exception as e:  # reported in the JSON, not swallowed
-        queue.put({"case": case, "error": f"{type(e).__name__}: {e}"})
+        queue.put({"case": name, "error": f"{type(e).__name__}: {e}"})
 
 
-def run_isolated(case: str, runs: int, warmup: int, ablation: bool) -> dict:
+def run_isolated(name: str, runs: int, warmup: int, ablation: bool) -> dict:
+    """:func:`run_case` in a spawned process, so that the peak memory is the case's own."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(case, runs, warmup, ablation, queue))
+    proc = ctx.Process(target=_child, args=(name, runs, warmup, ablation, queue))
     proc.start()
     result = queue.get()
     proc.join()
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", default="golden,full")
+def main(
+    benchmark: str = "inference", default_cases: list[str] = INFERENCE_CASES, doc: str = __doc__
+) -> None:
+    """Command line of this script and of ``train_step.py`` (which passes its name and cases)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--cases", default=",".join(default_cases), help="comma-separated case names")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument(
         "--ablation", action="store_true", help="also time detectron2-style execution (unfolded BN, NCHW)"
     )
     args = parser.parse_args()
-    results = [run_isolated(c, args.runs, args.warmup, args.ablation) for c in args.cases.split(",")]
+    names = args.cases.split(",")
+    try:
+        for name in names:
+            get_case(name)  # an unknown name fails before anything runs
+    except ValueError as e:
+        parser.error(str(e))
+    results = [run_isolated(name, args.runs, args.warmup, args.ablation) for name in names]
     print(
         json.dumps(
-            {"benchmark": "inference", "torch": torch.__version__, "threads": 2, "results": results}, indent=2
+            {"benchmark": benchmark, "torch": torch.__version__, "threads": 2, "results": results}, indent=2
         )
     )
 
