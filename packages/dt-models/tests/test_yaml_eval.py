@@ -114,5 +114,7 @@ def test_unsupported_retinanet_keys_are_listed(tmp_path):
     text = str(info.value)
     assert "MODEL.RETINANET.NUM_CONV = 2 is not supported by dt (unknown or unused key)" in text
     child.write_text('_BASE_: "Base-RetinaNet.yaml"\nMODEL:\n  RETINANET:\n    NORM: "BN"\n')
+    assert detectron2_model_config(child).head.norm == "BN"  # one BN per level (CycleBatchNormList)
+    child.write_text('_BASE_: "Base-RetinaNet.yaml"\nMODEL:\n  RETINANET:\n    NORM: "LayerNorm"\n')
     with pytest.raises(ConfigError, match=r"\$\.head\.norm: must be one of"):
         detectron2_model_config(child)
