@@ -237,3 +237,11 @@ def test_vit_sfp_config_round_trips_and_reports_paths():
                 }
             },
         )
+
+
+def test_builds_on_the_meta_device_with_drop_path():
+    """Full-size recipes are checked against detectron2's key lists without allocating weights."""
+    with torch.device("meta"):
+        vit = ViT(img_size=64, patch_size=16, embed_dim=32, depth=3, num_heads=2, drop_path_rate=0.2)
+    assert next(vit.parameters()).is_meta
+    assert [round(b.drop_path.p, 3) for b in vit.blocks[1:]] == [0.1, 0.2]

@@ -217,7 +217,7 @@ class ViT(Backbone):
         if use_abs_pos:
             num_positions = (pretrain_img_size // patch_size) ** 2 + int(pretrain_use_cls_token)
             self.pos_embed = nn.Parameter(torch.zeros(1, num_positions, embed_dim))
-        drop_path_rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        drop_path_rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # also under meta
         grid = (img_size // patch_size, img_size // patch_size)
         self.blocks = nn.ModuleList(
             ViTBlock(
