@@ -142,6 +142,12 @@ class ExportGraph(nn.Module, abc.ABC):
         """The backbone's feature maps of the normalized, padded ``image``."""
         return self.model.backbone(self.normalize_and_pad(image))
 
+    @torch.no_grad()
+    def named_outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """This graph run uncaptured on ``image`` ``Tensor[C, H, W]``, its outputs by ``output_names``
+        (what an exported file must reproduce)."""
+        return dict(zip(self.output_names, self(image), strict=True))
+
     @abc.abstractmethod
     def eager_outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The eager model's outputs on ``image`` ``Tensor[C, H, W]`` at its own size, by output name
