@@ -149,6 +149,9 @@ class FastRCNNOutputLayers(nn.Module):
             buffer (``Tensor[K]``, ones until :meth:`set_fed_loss_cls_weights` or a checkpoint sets it).
     """
 
+    rotated: ClassVar[bool] = False
+    """Inference decodes and suppresses rotated boxes (``RotatedBoxes`` ``pred_boxes``)."""
+
     def __init__(
         self,
         *,
@@ -278,11 +281,11 @@ class FastRCNNOutputLayers(nn.Module):
     def inference(
         self, predictions: tuple[torch.Tensor, torch.Tensor], proposals: Sequence[Instances]
     ) -> tuple[list[Instances], list[torch.Tensor]]:
-        """Detections per image (see :func:`fast_rcnn_inference`)."""
+        """Detections per image (see :func:`fast_rcnn_inference`; rotated boxes when ``rotated``)."""
         return fast_rcnn_inference(
             self.predict_boxes(predictions, proposals), self.predict_probs(predictions, proposals),
             [p.image_size for p in proposals], self.test_score_thresh, self.test_nms_thresh,
-            self.test_topk_per_image,
+            self.test_topk_per_image, rotated=self.rotated,
         )  # fmt: skip
 
 

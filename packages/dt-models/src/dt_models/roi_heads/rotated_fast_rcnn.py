@@ -4,11 +4,9 @@ its box predictor ``RotatedFastRCNNOutputLayers``, with their configs (registere
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import ClassVar
 
 import attrs
-import torch
 
 from dt_config import ConfigProblem
 from dt_config import validators as check
@@ -19,7 +17,6 @@ from dt_models.registry import ROI_BOX_PREDICTOR_REGISTRY, ROI_HEADS_REGISTRY
 from dt_models.roi_heads.fast_rcnn import (
     FastRCNNOutputLayers,
     FastRCNNOutputLayersConfig,
-    fast_rcnn_inference,
     output_layers_kwargs,
 )
 from dt_models.roi_heads.roi_heads import (
@@ -28,7 +25,7 @@ from dt_models.roi_heads.roi_heads import (
     box_branch_kwargs,
     roi_heads_sampling_kwargs,
 )
-from dt_structures import Instances, pairwise_iou_rotated
+from dt_structures import pairwise_iou_rotated
 
 __all__ = [
     "RROIHeads",
@@ -46,20 +43,12 @@ class RotatedFastRCNNOutputLayers(FastRCNNOutputLayers):
     box, and detections clipped (nearly horizontal boxes only), suppressed by rotated NMS and returned
     as ``RotatedBoxes`` ``pred_boxes`` (``Tensor[N, 5]``)."""
 
+    rotated: ClassVar[bool] = True
+
     def __init__(self, *, box2box_transform: Box2BoxTransformRotated, **kwargs) -> None:
         if not isinstance(box2box_transform, Box2BoxTransformRotated):
             raise TypeError(f"expected a Box2BoxTransformRotated, got {type(box2box_transform).__name__}")
         super().__init__(box2box_transform=box2box_transform, **kwargs)
-
-    def inference(
-        self, predictions: tuple[torch.Tensor, torch.Tensor], proposals: Sequence[Instances]
-    ) -> tuple[list[Instances], list[torch.Tensor]]:
-        """Rotated detections per image (see :func:`fast_rcnn_inference` with ``rotated=True``)."""
-        return fast_rcnn_inference(
-            self.predict_boxes(predictions, proposals), self.predict_probs(predictions, proposals),
-            [p.image_size for p in proposals], self.test_score_thresh, self.test_nms_thresh,
-            self.test_topk_per_image, rotated=True,
-        )  # fmt: skip
 
 
 class RROIHeads(StandardROIHeads):
