@@ -161,7 +161,7 @@ def _registry(monkeypatch, *points: FakeEntryPoint) -> PredictionOutputRegistry:
         assert group == PREDICTION_OUTPUT_GROUP
         return list(points)
 
-    monkeypatch.setattr("dt_engine.prediction_outputs.entry_points", fake_entry_points)
+    monkeypatch.setattr("dt_config.registry.entry_points", fake_entry_points)
     registry = PredictionOutputRegistry(PREDICTION_OUTPUT_GROUP)
     for name in ("instances", "sem_seg"):
         registry.register(PREDICTION_OUTPUTS.get(name))

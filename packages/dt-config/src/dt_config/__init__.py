@@ -15,7 +15,7 @@ from .converter import Tagged, converter, register_tagged_union, structure, unst
 from .dist import get_rank, get_world_size, is_main_process
 from .errors import ConfigError, ConfigProblem, describe
 from .loading import apply_overrides, dump_yaml, load_config, load_yaml_tree, merge_trees, parse_override
-from .registry import Registry, RegistryEntry
+from .registry import Registry, RegistryEntry, load_entry_points
 from .suggest import close_matches, did_you_mean
 
 __version__ = _version("dt-config")
@@ -37,6 +37,7 @@ __all__ = [
     "get_world_size",
     "is_main_process",
     "load_config",
+    "load_entry_points",
     "load_yaml_tree",
     "merge_trees",
     "parse_override",

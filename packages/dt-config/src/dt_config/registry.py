@@ -29,7 +29,20 @@ import attrs
 from .converter import register_tagged_union
 from .suggest import did_you_mean
 
-__all__ = ["Registry", "RegistryEntry"]
+__all__ = ["Registry", "RegistryEntry", "load_entry_points"]
+
+
+def load_entry_points(group: str, error: type[Exception] = ValueError) -> list[tuple[str, Any]]:
+    """The objects of ``group``'s entry points, sorted by name, each with a phrase naming its entry
+    point for messages; a plugin that fails to import raises ``error`` (one line naming it)."""
+    loaded = []
+    for point in sorted(entry_points(group=group), key=lambda p: p.name):
+        where = f"entry point {point.name!r} = {point.value!r} of group {group!r}"
+        try:
+            loaded.append((where, point.load()))
+        except Exception as err:  # any failure importing a plugin is one line
+            raise error(f"{where} failed to load: {type(err).__name__}: {err}") from None
+    return loaded
 
 
 @attrs.frozen

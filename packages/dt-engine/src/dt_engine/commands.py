@@ -14,8 +14,9 @@ import heavy code inside ``run``.
 from __future__ import annotations
 
 import argparse
-from importlib.metadata import entry_points
 from typing import Protocol, runtime_checkable
+
+from dt_config import load_entry_points
 
 from .errors import InputError
 
@@ -46,12 +47,7 @@ def discover_commands(reserved: set[str]) -> dict[str, Command]:
     ``reserved`` or another package), is refused with one line naming the entry point.
     """
     commands: dict[str, Command] = {}
-    for point in sorted(entry_points(group=COMMAND_GROUP), key=lambda p: p.name):
-        where = f"entry point {point.name!r} = {point.value!r} of group {COMMAND_GROUP!r}"
-        try:
-            command = point.load()
-        except Exception as err:  # any failure importing a plugin is one line
-            raise InputError(f"{where} failed to load: {type(err).__name__}: {err}") from None
+    for where, command in load_entry_points(COMMAND_GROUP, InputError):
         if not isinstance(command, Command):
             needs = "name, summary, example, add_arguments, run"
             raise InputError(f"{where} is not a dt command (it needs {needs})")

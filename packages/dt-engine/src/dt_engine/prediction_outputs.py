@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 import numpy as np
 
+from dt_config import load_entry_points
 from dt_data import Metadata, Visualizer
 from dt_eval.coco_format import instances_to_coco_json
 
@@ -116,12 +116,7 @@ class PredictionOutputRegistry:
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
-        for point in sorted(entry_points(group=self.group), key=lambda p: p.name):
-            where = f"entry point {point.name!r} = {point.value!r} of group {self.group!r}"
-            try:
-                output = point.load()
-            except Exception as err:  # any failure importing a plugin is one line
-                raise InputError(f"{where} failed to load: {type(err).__name__}: {err}") from None
+        for where, output in load_entry_points(self.group, InputError):
             self.register(output, where)
 
     def get(self, name: str) -> PredictionOutput:

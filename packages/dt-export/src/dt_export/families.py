@@ -12,11 +12,11 @@ in the entry-point group ``dt_export.family`` (the same contract as ``dt_engine.
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
 
 import attrs
 from torch import nn
 
+from dt_config import load_entry_points
 from dt_models.meta_arch import FCOS, GeneralizedRCNN, PanopticFPN, RetinaNet, SemanticSegmentor
 
 from .dense import DenseGraph
@@ -64,12 +64,7 @@ def families() -> list[Family]:
     global _loaded
     if _loaded is None:
         found = list(FAMILIES)
-        for point in sorted(entry_points(group=FAMILY_GROUP), key=lambda p: p.name):
-            where = f"entry point {point.name!r} = {point.value!r} of group {FAMILY_GROUP!r}"
-            try:
-                family = point.load()
-            except Exception as err:  # any failure importing a plugin is one line
-                raise ValueError(f"{where} failed to load: {type(err).__name__}: {err}") from None
+        for where, family in load_entry_points(FAMILY_GROUP):
             if not isinstance(family, Family):
                 raise ValueError(f"{where} is {type(family).__name__}, expected a dt_export.families.Family")
             found.append(family)
