@@ -3,19 +3,23 @@
 library, numpy and torch at the top, and each side passes in its own structures and layers).
 
 A case is a model family and a kind. Families: Mask R-CNN R50-FPN, Keypoint R-CNN R50-FPN, Cascade Mask
-R-CNN R50-FPN, Faster R-CNN R50-C4, RetinaNet R50-FPN. Kinds:
+R-CNN R50-FPN, Faster R-CNN R50-C4, RetinaNet R50-FPN (each with all three kinds), FCOS R50-FPN and
+Panoptic FPN R50 (no golden reference: ``full`` and ``train_step`` only). Kinds:
 
 - ``golden``: the family's narrow golden reference of ``packages/dt-models/tests/data/<folder>``
   (detectron2's config dump, weights, the ``io.pt`` input); outputs are checked against detectron2's;
-- ``full``: the full-width model of detectron2's zoo YAML (a copy in
-  ``packages/dt-models/tests/data/detectron2_configs``), random weights whose frozen-BN statistics are
-  set from the input (:func:`calibrate_frozen_bn`), scikit-image's astronaut at 800x800;
+- ``full``: the full-width model of detectron2's zoo config (a YAML copy in
+  ``packages/dt-models/tests/data/detectron2_configs``; for FCOS, which detectron2 has only as the
+  LazyConfig ``COCO-Detection/fcos_R_50_FPN_1x.py``, dt builds its own ``FCOSConfig``, whose defaults
+  are that LazyConfig's), random weights whose frozen-BN statistics are set from the input
+  (:func:`calibrate_frozen_bn`), scikit-image's astronaut at 800x800;
 - ``train_step``: that model, one SGD step at batch 2 on 512x512 images (the astronaut and its mirror)
   with 3 annotated objects each (boxes and classes, plus polygons or 17 keypoints where the family
-  trains on them).
+  trains on them; Panoptic FPN also a ``sem_seg`` map, :func:`sem_seg_map`).
 
 Case names: Mask R-CNN's are ``golden``, ``full``, ``train_step``; the others prefix the kind with the
-family (``keypoint_full``, ``cascade_train_step``, ``c4_golden``, ``retinanet_full``, ...).
+family (``keypoint_full``, ``cascade_train_step``, ``c4_golden``, ``retinanet_full``, ``fcos_full``,
+``panoptic_train_step``, ...).
 """
 
 from __future__ import annotations
@@ -41,17 +45,33 @@ OBJECTS = [
     (56, (30.0, 380.0, 200.0, 505.0)),
 ]
 TRAIN_SIZE, FULL_SIZE, NUM_KEYPOINTS = 512, 800, 17
+# the training sem_seg map (detectron2's COCO panoptic "separated" labels): every thing pixel is 0, stuff
+# classes count from 1, unlabeled pixels are the heads' ignore value
+THINGS_LABEL, STUFF_BANDS, UNLABELED, UNLABELED_FRAME = 0, 4, 255, 16
 
 
 @dataclass(frozen=True)
 class Family:
-    """A model family: its golden folder, its zoo YAML, and what its training batch annotates."""
+    """A model family: its golden folder, its zoo config, and what its training batch annotates."""
 
     prefix: str  # case-name prefix ("" for Mask R-CNN, whose case names predate the others)
-    golden: str  # folder under DATA
-    zoo_config: str  # detectron2 YAML under ZOO_CONFIGS
-    annotations: tuple[str, ...] = ()  # beyond boxes and classes: "masks", "keypoints"
+    golden: str | None  # folder under DATA, or None: no golden reference (no ``golden`` case)
+    # detectron2's zoo config: a YAML under ZOO_CONFIGS (both sides read it), or a LazyConfig ``.py`` of
+    # detectron2's model zoo (only detectron2's worker reads it; dt builds ``dt_config``)
+    zoo_config: str
+    dt_config: dict | None = None  # dt's model config as plain data, for a LazyConfig family
+    annotations: tuple[str, ...] = ()  # beyond boxes and classes: "masks", "keypoints", "sem_seg"
     single_class: bool = False  # every object is class 0 (Keypoint R-CNN's one class, person)
+
+    @property
+    def lazy(self) -> bool:
+        """Whether ``zoo_config`` is a detectron2 LazyConfig."""
+        return self.zoo_config.endswith(".py")
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The family's case kinds: all of KINDS, but ``golden`` only with a golden reference."""
+        return KINDS if self.golden is not None else tuple(k for k in KINDS if k != "golden")
 
 
 FAMILIES = (
@@ -82,6 +102,19 @@ FAMILIES = (
         golden="retinanet_R_50_FPN",
         zoo_config="COCO-Detection/retinanet_R_50_FPN_3x.yaml",
     ),
+    # FCOSConfig's defaults are detectron2's common/models/fcos.py, freeze_at=2 as the 1x config sets
+    Family(
+        prefix="fcos_",
+        golden=None,
+        zoo_config="COCO-Detection/fcos_R_50_FPN_1x.py",
+        dt_config={"name": "FCOS"},
+    ),
+    Family(
+        prefix="panoptic_",
+        golden=None,
+        zoo_config="COCO-PanopticSegmentation/panoptic_fpn_R_50_3x.yaml",
+        annotations=("masks", "sem_seg"),
+    ),
 )
 
 
@@ -101,11 +134,11 @@ class Case:
         return self.kind == "train_step"
 
     @property
-    def config(self) -> Path:
-        """The detectron2 YAML both sides build the model from."""
+    def config(self) -> Path | None:
+        """The detectron2 YAML both sides build the model from; None for a LazyConfig family."""
         if self.kind == "golden":
             return DATA / self.family.golden / "config.yaml"
-        return ZOO_CONFIGS / self.family.zoo_config
+        return None if self.family.lazy else ZOO_CONFIGS / self.family.zoo_config
 
     @property
     def weights(self) -> Path | None:
@@ -121,7 +154,7 @@ class Case:
         return GOALS[self.kind]
 
 
-CASES = {case.name: case for case in (Case(f, kind) for f in FAMILIES for kind in KINDS)}
+CASES = {case.name: case for case in (Case(f, kind) for f in FAMILIES for kind in f.kinds)}
 INFERENCE_CASES = [name for name, case in CASES.items() if not case.training]
 TRAINING_CASES = [name for name, case in CASES.items() if case.training]
 
@@ -159,6 +192,32 @@ def ellipse_keypoints(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([xs, ys, torch.full_like(xs, 2.0)], dim=2)
 
 
+def convex_polygon_mask(polygon: torch.Tensor, size: int) -> torch.Tensor:
+    """``Tensor[size, size]`` bool: the pixels whose centres lie in a convex polygon ``Tensor[2P]``
+    ``[x0, y0, x1, y1, ...]`` whose corners run clockwise on the image (as :func:`octagon`'s)."""
+    corners = polygon.view(-1, 2).float()  # [P, 2]
+    edges = corners.roll(-1, dims=0) - corners  # [P, 2]
+    grid = torch.arange(size, dtype=torch.float32) + 0.5
+    centres = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), dim=-1)  # [size, size, 2]: (x, y)
+    offsets = centres[:, :, None, :] - corners  # [size, size, P, 2]
+    cross = edges[:, 0] * offsets[..., 1] - edges[:, 1] * offsets[..., 0]  # [size, size, P]
+    return (cross >= 0).all(dim=-1)
+
+
+def sem_seg_map(polygons: torch.Tensor, size: int) -> torch.Tensor:
+    """The training ``sem_seg`` target ``Tensor[size, size]`` int64 in detectron2's Panoptic FPN
+    convention: ``STUFF_BANDS`` horizontal bands of stuff classes 1, 2, ...; an unlabeled frame
+    (``UNLABELED``, the sem-seg head's ignore value); the objects' polygons ``Tensor[N, 2P]`` on top,
+    all labelled ``THINGS_LABEL`` (0, the class of every thing)."""
+    rows = torch.arange(size) * STUFF_BANDS // size + 1  # [size]
+    labels = rows[:, None].expand(size, size).clone()
+    labels[:UNLABELED_FRAME], labels[-UNLABELED_FRAME:] = UNLABELED, UNLABELED
+    labels[:, :UNLABELED_FRAME], labels[:, -UNLABELED_FRAME:] = UNLABELED, UNLABELED
+    for polygon in polygons:
+        labels[convex_polygon_mask(polygon, size)] = THINGS_LABEL
+    return labels
+
+
 def raw_inputs(case: Case) -> dict:
     """The case's input as plain tensors (what ``side_by_side.py`` hands both workers in one file)."""
     if case.kind == "golden":
@@ -170,14 +229,16 @@ def raw_inputs(case: Case) -> dict:
     boxes = torch.tensor([b for _, b in OBJECTS])  # [3, 4]
     mirrored = torch.stack([TRAIN_SIZE - boxes[:, 2], boxes[:, 1], TRAIN_SIZE - boxes[:, 0], boxes[:, 3]], 1)
     classes = [0 if case.family.single_class else c for c, _ in OBJECTS]
+    polygons = [
+        torch.tensor([octagon(*b.tolist()) for b in bs], dtype=torch.float64) for bs in (boxes, mirrored)
+    ]
     return {
         "images": [image, image.flip(-1)],
         "boxes": [boxes, mirrored],
         "classes": torch.tensor(classes),
-        "polygons": [
-            torch.tensor([octagon(*b.tolist()) for b in bs], dtype=torch.float64) for bs in (boxes, mirrored)
-        ],
+        "polygons": polygons,
         "keypoints": [ellipse_keypoints(bs) for bs in (boxes, mirrored)],
+        "sem_seg": [sem_seg_map(p, TRAIN_SIZE) for p in polygons],
     }
 
 
@@ -185,7 +246,7 @@ def model_inputs(case: Case, raw: dict, structures: ModuleType) -> list[dict]:
     """The model's ``batched_inputs``; training targets are built with ``structures`` (``dt_structures``
     or ``detectron2.structures``: both have ``Boxes``, ``Instances``, ``PolygonMasks``, ``Keypoints``),
     holding only the annotations the family trains on (both libraries carry every ground-truth field
-    through sampling, so extra ones would cost time)."""
+    through sampling, so extra ones would cost time); ``sem_seg`` goes beside ``instances``."""
     if not case.training:
         return [{k: raw[k] for k in ("image", "height", "width") if k in raw}]
     batch = []
@@ -198,6 +259,8 @@ def model_inputs(case: Case, raw: dict, structures: ModuleType) -> list[dict]:
         if "keypoints" in case.family.annotations:
             instances.gt_keypoints = structures.Keypoints(raw["keypoints"][i])
         batch.append({"image": image, "instances": instances})
+        if "sem_seg" in case.family.annotations:
+            batch[-1]["sem_seg"] = raw["sem_seg"][i]
     return batch
 
 
@@ -236,7 +299,8 @@ def build_dt(case: Case, raw: dict | None = None) -> tuple[torch.nn.Module, list
     from dt_models.layers import Conv2d, FrozenBatchNorm2d
 
     torch.manual_seed(0)
-    model = build_model(detectron2_model_config(case.config)).eval()
+    config = case.family.dt_config if case.family.lazy else detectron2_model_config(case.config)
+    model = build_model(config).eval()
     inputs = model_inputs(case, raw_inputs(case) if raw is None else raw, dt_structures)
     if case.weights is not None:
         report = load_weights(model, case.weights)
@@ -248,14 +312,15 @@ def build_dt(case: Case, raw: dict | None = None) -> tuple[torch.nn.Module, list
 
 
 def make_run(case: Case, model: torch.nn.Module, inputs: list[dict], outputs: dict):
-    """One timed call of the case: inference (``outputs["instances"]``: the first image's) or one SGD
-    step (forward, backward, update; ``outputs["losses"]``). Puts the model in the mode it needs."""
+    """One timed call of the case: inference (``outputs``: the first image's, ``instances`` and, for
+    Panoptic FPN, ``sem_seg`` and ``panoptic_seg``) or one SGD step (forward, backward, update;
+    ``outputs["losses"]``). Puts the model in the mode it needs."""
     if not case.training:
         model.eval()
 
         def infer() -> None:
             with torch.inference_mode():
-                outputs["instances"] = model(inputs)[0]["instances"]
+                outputs.update(model(inputs)[0])
 
         return infer
     model.train()
@@ -293,14 +358,26 @@ def golden_matches(instances, io: dict) -> dict:
 
 
 def outputs_summary(case: Case, outputs: dict, save_to: Path | None = None) -> dict:
-    """JSON-ready summary of the last call: detections (with the golden check) or losses. With
-    ``save_to``, the detections are also saved there (``boxes``, ``scores``, ``classes``) so that
-    ``side_by_side.py`` can compare dt's with detectron2's."""
+    """JSON-ready summary of the last call: detections (with the golden check; for Panoptic FPN also
+    the panoptic segment count) or losses. With ``save_to``, the outputs are also saved there so that
+    ``side_by_side.py`` can compare dt's with detectron2's: ``boxes``, ``scores``, ``classes``, and for
+    Panoptic FPN ``sem_seg`` (logits ``Tensor[C, H, W]``), ``panoptic_seg`` (segment ids
+    ``Tensor[H, W]``) and ``segments`` (``Tensor[S, 2]``: category id and is-thing per segment id)."""
     if case.training:
         return {"losses": outputs["losses"]}
     instances = outputs["instances"]
+    boxes, scores, classes = instances.pred_boxes.tensor, instances.scores, instances.pred_classes
+    saved = {"boxes": boxes, "scores": scores, "classes": classes}
+    summary = {"detections": len(instances)}
+    if "panoptic_seg" in outputs:
+        ids, segments = outputs["panoptic_seg"]
+        saved.update(
+            sem_seg=outputs["sem_seg"],
+            panoptic_seg=ids,
+            segments=torch.tensor([[s["category_id"], s["isthing"]] for s in segments]).view(-1, 2),
+        )
+        summary["panoptic_segments"] = len(segments)
     if save_to is not None:
-        fields = (instances.pred_boxes.tensor, instances.scores, instances.pred_classes)
-        torch.save(dict(zip(("boxes", "scores", "classes"), fields, strict=True)), save_to)
+        torch.save(saved, save_to)
     extra = golden_matches(instances, torch.load(case.golden_io, weights_only=True)) if case.golden_io else {}
-    return {"detections": len(instances), **extra}
+    return {**summary, **extra}

@@ -1,17 +1,21 @@
 """dt-models inference speed on CPU (torch at 2 threads): median of 5 timed runs after 2 warm-ups.
 
 The cases are ``_cases.py``'s (one per model family: Mask R-CNN R50-FPN, Keypoint R-CNN R50-FPN,
-Cascade Mask R-CNN R50-FPN, Faster R-CNN R50-C4, RetinaNet R50-FPN), by kind:
+Cascade Mask R-CNN R50-FPN, Faster R-CNN R50-C4, RetinaNet R50-FPN, FCOS R50-FPN, Panoptic FPN R50),
+by kind:
 
 (a) ``golden`` (``keypoint_golden``, ``cascade_golden``, ``c4_golden``, ``retinanet_golden``): the
     family's narrow golden reference of ``packages/dt-models/tests/data/<name>`` (its detectron2 config,
     weights and ``io.pt`` image); also checks that the outputs equal detectron2's within the golden
     README tolerances (masks and keypoints included where the reference has them).
-(b) ``full`` (``keypoint_full``, ...): the full-width model of detectron2's zoo YAML
-    (``mask_rcnn_R_50_FPN_3x``, ``keypoint_rcnn_R_50_FPN_3x``, ``cascade_mask_rcnn_R_50_FPN_3x``,
-    ``faster_rcnn_R_50_C4_3x``, ``retinanet_R_50_FPN_3x``), random weights whose frozen-BN statistics
-    are set to their inputs' per-channel mean and variance in one forward pass, on scikit-image's
-    astronaut resized to 800x800.
+(b) ``full`` (``keypoint_full``, ..., ``fcos_full``, ``panoptic_full``): the full-width model of
+    detectron2's zoo config (``mask_rcnn_R_50_FPN_3x``, ``keypoint_rcnn_R_50_FPN_3x``,
+    ``cascade_mask_rcnn_R_50_FPN_3x``, ``faster_rcnn_R_50_C4_3x``, ``retinanet_R_50_FPN_3x``,
+    ``panoptic_fpn_R_50_3x``; FCOS: dt's ``FCOSConfig``, whose defaults are detectron2's LazyConfig
+    ``fcos_R_50_FPN_1x``), random weights whose frozen-BN statistics are set to their inputs'
+    per-channel mean and variance in one forward pass, on scikit-image's astronaut resized to 800x800.
+    Panoptic FPN's outputs are its instances, semantic logits and panoptic segmentation. FCOS and
+    Panoptic FPN have no golden case.
 
 Training steps are ``train_step.py``'s (this script runs them too when named). Each case runs in its
 own spawned process so its peak memory (max RSS) is its own. Prints JSON with wall and CPU seconds;

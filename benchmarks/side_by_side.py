@@ -3,14 +3,19 @@
 load changes hit both alike. Both use 2 threads. Prints JSON: per case the median wall and CPU
 seconds of each, their ratio (dt / detectron2), the peak memory of each worker, whether the outputs
 agree (golden cases: each side's outputs against the golden reference; full-width cases: dt's
-detections against detectron2's) and the machine (CPU model, capability, kernel restrictions).
+detections against detectron2's, and for Panoptic FPN its semantic logits and panoptic segments;
+training steps: each loss's difference, which only the families without random sampling, RetinaNet
+and FCOS, must keep near 0) and the machine (CPU model, capability, kernel restrictions).
 
 The cases are ``_cases.py``'s, every one by default: per family (Mask R-CNN, Keypoint R-CNN, Cascade
-Mask R-CNN, Faster R-CNN C4, RetinaNet) the golden narrow model, the full-width zoo model at 800x800
-and its training step. Both sides build the model from the same detectron2 YAML. Golden cases load
-the golden weights; the others use dt's random initialisation with frozen-BN statistics set from the
-input, which dt's worker writes under detectron2's names (``dt_models.checkpoint.detectron2_name``,
-the mapping dt uses to load detectron2 checkpoints) for detectron2's worker to load strictly.
+Mask R-CNN, Faster R-CNN C4, RetinaNet; FCOS and Panoptic FPN without golden) the golden narrow model,
+the full-width zoo model at 800x800 and its training step. Both sides build the model from the same
+detectron2 YAML (FCOS: detectron2 instantiates its zoo LazyConfig, dt builds its ``FCOSConfig``, whose
+defaults are that LazyConfig's; the strict weight load checks that the two have the same layers).
+Golden cases load the golden weights; the others use dt's random initialisation with frozen-BN
+statistics set from the input, which dt's worker writes under detectron2's names
+(``dt_models.checkpoint.detectron2_name``, the mapping dt uses to load detectron2 checkpoints) for
+detectron2's worker to load strictly.
 
 For the same torch on both sides, run this script with a python that has dt and torch 2.14.1, e.g.
 detectron2's venv with dt installed into it:
@@ -91,14 +96,30 @@ def _medians(runs: list[dict]) -> dict:
 
 
 def _agreement(folder: Path) -> dict:
-    """dt's last detections against detectron2's: same count, largest box and score differences."""
+    """dt's last outputs against detectron2's: same detection count, largest box and score differences;
+    where there are semantic logits, their largest difference and the share of pixels with the same
+    argmax; where there is a panoptic segmentation, the same segments (category and is-thing, in id
+    order) and the share of pixels with the same segment id."""
     dt, d2 = (torch.load(folder / f"{side}_outputs.pt", weights_only=True) for side in ("dt", "detectron2"))
     out: dict = {"same_count": len(dt["boxes"]) == len(d2["boxes"])}
     if out["same_count"] and len(dt["boxes"]):
         out["max_box_diff_px"] = round((dt["boxes"] - d2["boxes"]).abs().max().item(), 5)
         out["max_score_diff"] = round((dt["scores"] - d2["scores"]).abs().max().item(), 6)
         out["same_classes"] = bool(torch.equal(dt["classes"], d2["classes"]))
+    if "sem_seg" in dt:
+        out["max_sem_seg_logit_diff"] = round((dt["sem_seg"] - d2["sem_seg"]).abs().max().item(), 5)
+        same_label = dt["sem_seg"].argmax(dim=0) == d2["sem_seg"].argmax(dim=0)  # [H, W]
+        out["sem_seg_same_argmax"] = round(same_label.float().mean().item(), 6)
+    if "panoptic_seg" in dt:
+        out["same_segments"] = bool(torch.equal(dt["segments"], d2["segments"]))
+        out["panoptic_same_id"] = round((dt["panoptic_seg"] == d2["panoptic_seg"]).float().mean().item(), 6)
     return out
+
+
+def _loss_differences(dt: dict, d2: dict) -> dict:
+    """The absolute difference of each loss both sides report, and whether they report the same ones."""
+    common = [k for k in dt if k in d2]
+    return {"same_losses": set(dt) == set(d2), "loss_diff": {k: round(abs(dt[k] - d2[k]), 4) for k in common}}
 
 
 def run_case(name: str, detectron2_python: str, runs: int, warmup: int, folder: Path, top: int) -> dict:
@@ -138,7 +159,9 @@ def run_case(name: str, detectron2_python: str, runs: int, warmup: int, folder: 
         "dt": checks["dt"],
         "detectron2": checks["detectron2"],
     }
-    if not case.training:
+    if case.training:
+        result["dt_vs_detectron2"] = _loss_differences(checks["dt"]["losses"], checks["detectron2"]["losses"])
+    else:
         result["dt_vs_detectron2"] = _agreement(folder)
     if profiles is not None:
         result["profile"] = profiles
