@@ -12,7 +12,7 @@ from dt_data import DatasetCatalog, DatasetMapper, MetadataCatalog
 from dt_data import detection_utils as utils
 from dt_data import transforms as T
 from dt_data.datasets import load_shapes, register_shapes
-from dt_data.datasets.shapes import _rotated_box_of
+from dt_data.datasets.shapes_drawing import rotated_box_of
 from dt_structures import BoxMode, RotatedBoxes
 
 BOXES = np.array(
@@ -104,7 +104,7 @@ def test_mapper_gives_rotated_ground_truth(rotated_shapes):
 def test_minimum_area_rectangle_of_a_region():
     square = np.zeros((40, 40), bool)
     square[5:15, 8:28] = True  # 20 wide, 10 high
-    cx, cy, w, h, angle = _rotated_box_of(square)
+    cx, cy, w, h, angle = rotated_box_of(square)
     assert (cx, cy) == pytest.approx((18.0, 10.0)) and {round(w), round(h)} == {20, 10}
     assert angle % 90 == pytest.approx(0.0, abs=1e-6) or angle % 90 == pytest.approx(90.0, abs=1e-6)
     # a rasterised rectangle at 30 degrees comes back at 30 degrees, about its size
@@ -114,7 +114,7 @@ def test_minimum_area_rectangle_of_a_region():
     along = (xs - 40) * np.cos(theta) - (ys - 40) * np.sin(theta)
     across = (xs - 40) * np.sin(theta) + (ys - 40) * np.cos(theta)
     region[(np.abs(along) <= 20) & (np.abs(across) <= 6)] = True
-    cx, cy, w, h, angle = _rotated_box_of(region)
+    cx, cy, w, h, angle = rotated_box_of(region)
     assert -90 <= angle < 90 and (cx, cy) == pytest.approx((40.0, 40.0), abs=0.5)
     if w < h:  # the same rectangle described from its other side
         w, h, angle = h, w, angle + 90

@@ -49,6 +49,24 @@ def test_annotations_agree_with_panoptic_and_semantic_pngs(tiny_shapes):
     assert n_instances >= 8
 
 
+def test_separated_panoptic_labels_things_as_one_class(shapes_root, tiny_shapes):
+    separated = load_shapes("train", 8, 64, 3, shapes_root, "panoptic_separated")
+    for d, full in zip(separated, tiny_shapes, strict=True):
+        assert {k: v for k, v in d.items() if k != "sem_seg_file_name"} == {
+            k: v for k, v in full.items() if k != "sem_seg_file_name"
+        }
+        stuff_only = cv2.imread(d["sem_seg_file_name"], cv2.IMREAD_UNCHANGED)
+        sem = cv2.imread(full["sem_seg_file_name"], cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(stuff_only, np.where(sem < 5, 0, sem - 4))  # 5 sky -> 1, 6 ground -> 2
+    register_shapes("sep_shapes", num_train=8, num_val=4, image_size=64, seed=3, root=shapes_root)
+    meta = MetadataCatalog.get("sep_shapes_train_panoptic_separated")
+    assert meta.evaluator_type == "coco_panoptic_seg"
+    assert meta.stuff_classes == ["things", "sky", "ground"]
+    assert meta.stuff_dataset_id_to_contiguous_id == {0: 0, 6: 1, 7: 2}
+    assert meta.sem_seg_root.endswith("panoptic_stuff")
+    assert MetadataCatalog.get("sep_shapes_train_panoptic").stuff_classes[5:] == ["sky", "ground"]
+
+
 def test_occlusion_is_reflected(shapes_root):
     dicts = load_shapes("val", 40, 64, 0, shapes_root)
     folder = generate_shapes("val", 40, 64, 0, shapes_root)
@@ -102,13 +120,13 @@ def test_keypoints_are_the_regions_centroid_and_extreme_points(tiny_shapes, shap
 
 
 def test_keypoints_flip_with_the_flip_map(shapes_root):
-    from dt_data.datasets.shapes import _keypoints_of
+    from dt_data.datasets.shapes_drawing import keypoints_of
 
     region = np.zeros((20, 30), bool)
     region[3:9, 4:12] = True
     region[9:15, 4:7] = True  # an L: its extreme points are not symmetric
-    points = np.asarray(_keypoints_of(region)).reshape(5, 3)
-    flipped = np.asarray(_keypoints_of(region[:, ::-1])).reshape(5, 3)
+    points = np.asarray(keypoints_of(region)).reshape(5, 3)
+    flipped = np.asarray(keypoints_of(region[:, ::-1])).reshape(5, 3)
     mirrored = points.copy()
     mirrored[:, 0] = region.shape[1] - 1 - mirrored[:, 0]
     mirrored[[3, 4]] = mirrored[[4, 3]]  # left <-> right

@@ -12,7 +12,7 @@ from dt_engine.config.experiment import load_experiment
 # task -> (training set of its config, evaluator_type-driven tasks in the summary)
 EXPECTED = {
     "instances": ("shapes_train", ("bbox", "segm")),
-    "panoptic": ("shapes_train_panoptic", ("panoptic_seg", "sem_seg", "bbox", "segm")),
+    "panoptic": ("shapes_train_panoptic_separated", ("panoptic_seg", "sem_seg", "bbox", "segm")),
     "semantic": ("shapes_train_sem_seg", ("sem_seg",)),
     "rotated": ("shapes_train_rotated", ("bbox",)),
 }

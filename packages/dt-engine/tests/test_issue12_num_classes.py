@@ -22,8 +22,8 @@ PANOPTIC_FPN = """\
 model:
   name: PanopticFPN
   roi_heads: {name: StandardROIHeads, num_classes: 5, branches: {mask: {name: MaskBranch}}}
-  sem_seg_head: {num_classes: 7}
-data: {datasets: {train: [shapes_train_panoptic], test: []}}
+  sem_seg_head: {num_classes: 3}
+data: {datasets: {train: [shapes_train_panoptic_separated], test: []}}
 test: {eval_period: 0, val_loss_period: 0}
 """
 
@@ -86,8 +86,18 @@ def test_panoptic_fpn_checks_both_heads(panoptic_fpn):
     _check(panoptic_fpn)
     with pytest.raises(InputError, match=r"has 5 classes, model.roi_heads.num_classes is 80"):
         _check(panoptic_fpn, "model.roi_heads.num_classes=80")
-    with pytest.raises(InputError, match=r"has 7 stuff classes .*model.sem_seg_head.num_classes is 54"):
+    with pytest.raises(InputError, match=r"has 3 stuff classes .*model.sem_seg_head.num_classes is 54"):
         _check(panoptic_fpn, "model.sem_seg_head.num_classes=54")
+
+
+def test_panoptic_fpn_refuses_semantic_labels_per_category(panoptic_fpn):
+    with pytest.raises(InputError) as info:
+        _check(panoptic_fpn, "data.datasets.train=[shapes_train_panoptic]", "model.sem_seg_head.num_classes=7")
+    assert str(info.value) == (
+        "dataset 'shapes_train_panoptic' does not label all things as semantic class 0: PanopticFPN's "
+        "semantic head needs the separated panoptic form (things 0, stuff classes from 1), "
+        "e.g. shapes_train_panoptic_separated"
+    )
 
 
 def test_a_test_dataset_may_have_fewer_classes_but_not_more():

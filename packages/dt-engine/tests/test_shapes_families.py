@@ -18,7 +18,7 @@ FAMILIES = {
     "shapes_fcos.yaml": ("", "bbox/AP"),
     "shapes_semantic_fpn.yaml": ("_sem_seg", "sem_seg/mIoU"),
     "shapes_keypoint_rcnn.yaml": ("_keypoints", "keypoints/AP"),
-    "shapes_panoptic_fpn.yaml": ("_panoptic", "panoptic_seg/PQ"),
+    "shapes_panoptic_fpn.yaml": ("_panoptic_separated", "panoptic_seg/PQ"),
     "shapes_rotated_faster_rcnn.yaml": ("_rotated", "bbox/AP"),
 }
 SUBSET = "families_shapes"

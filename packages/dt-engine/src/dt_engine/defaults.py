@@ -191,6 +191,24 @@ def _check_num_classes(cfg: ExperimentConfig, facts: ModelFacts) -> None:
                 )
 
 
+def _check_separated_stuff_labels(cfg: ExperimentConfig, facts: ModelFacts) -> None:
+    """A model whose semantic head takes every thing as class 0 (Panoptic FPN) trains and evaluates
+    only on datasets labelled so: their ``stuff_dataset_id_to_contiguous_id`` maps dataset id 0 (the
+    things) to 0 and no thing category to a label of its own, as detectron2's separated panoptic sets."""
+    if not facts.things_as_one_stuff_class:
+        return
+    for name in cfg.data.datasets.train + cfg.data.datasets.test:
+        metadata = MetadataCatalog.get(name)
+        stuff = metadata.get("stuff_dataset_id_to_contiguous_id")
+        things = metadata.get("thing_dataset_id_to_contiguous_id") or {}
+        if stuff is not None and (stuff.get(0) != 0 or set(stuff) & set(things)):
+            raise InputError(
+                f"dataset {name!r} does not label all things as semantic class 0: "
+                f"{facts.meta_architecture}'s semantic head needs the separated panoptic form (things 0, "
+                f"stuff classes from 1), e.g. shapes_train_panoptic_separated"
+            )
+
+
 def set_fed_loss_weights(model: nn.Module, train_datasets: Iterable[str], facts: ModelFacts) -> None:
     """Give every federated-loss box predictor of ``model`` its class sampling weights: the image
     count of each class in the training datasets' metadata (``class_image_count``, LVIS) to the
@@ -234,6 +252,7 @@ class DefaultTrainer:
         datasets = self.cfg.data.datasets
         _check_datasets(datasets.train + datasets.test)
         _check_num_classes(self.cfg, self.model_facts)
+        _check_separated_stuff_labels(self.cfg, self.model_facts)
         _check_test_aug(self.cfg, self.model_facts)
         _check_proposal_files(self.cfg, self.model_facts)
         for name in datasets.test:

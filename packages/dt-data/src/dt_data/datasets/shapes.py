@@ -8,6 +8,9 @@ horizon, ``ground`` below). Written once into a cache folder (``root`` argument,
 - ``images/NNNNNN.jpg``; ``instances.json`` (COCO: visible-region polygons that reflect occlusion,
   XYWH boxes of the visible region, areas);
 - ``sem_seg/NNNNNN.png`` (mode L; 0..4 the shapes, 5 sky, 6 ground);
+- ``panoptic_stuff/NNNNNN.png`` (mode L; 0 any shape, 1 sky, 2 ground): the stuff-only label maps
+  Panoptic FPN's semantic head trains on, where all things are one class 0 (what detectron2's
+  ``prepare_panoptic_fpn.py`` makes of COCO panoptic for its ``_separated`` datasets);
 - ``panoptic/NNNNNN.png`` (RGB, id = R + 256 G + 256^2 B) with ``panoptic.json`` (COCO panoptic);
 - ``keypoints.json``: the instances with five keypoints each (COCO keypoints, pixel indices):
   the visible region's centroid and its top, bottom, left and right extreme points (the middle of
@@ -34,6 +37,7 @@ from dt_structures import BoxMode
 
 from ..catalog import DatasetCatalog, MetadataCatalog
 from .coco import load_coco_json
+from .shapes_drawing import GROUND, SKY, THING_NAMES, generate_image, keypoints_of, polygon_of, rotated_box_of
 
 __all__ = [
     "KEYPOINT_NAMES",
@@ -44,7 +48,6 @@ __all__ = [
     "shapes_root",
 ]
 
-THING_NAMES = ("circle", "square", "triangle", "star", "hexagon")
 STUFF_NAMES = ("sky", "ground")
 SHAPES_CATEGORIES = [
     {"id": i + 1, "name": n, "isthing": 1, "supercategory": "shape"} for i, n in enumerate(THING_NAMES)
@@ -65,13 +68,14 @@ KEYPOINT_NAMES = ("center", "top", "bottom", "left", "right")
 KEYPOINT_FLIP_MAP = (("left", "right"),)
 KEYPOINT_SKELETON = (("center", "top"), ("center", "bottom"), ("center", "left"), ("center", "right"))
 KEYPOINT_OKS_SIGMAS = (0.05,) * len(KEYPOINT_NAMES)  # about COCO's sigmas for well-defined joints
-_VERSION = 4  # 4: rotated.json
+_VERSION = 5  # 4: rotated.json; 5: panoptic_stuff
 _SPLIT_CODES = {"train": 0, "val": 1}
 # dataset kind -> (name suffix, evaluator type)
 _KINDS = {
     "instances": ("", "coco"),
     "keypoints": ("_keypoints", "coco"),
     "panoptic": ("_panoptic", "coco_panoptic_seg"),
+    "panoptic_separated": ("_panoptic_separated", "coco_panoptic_seg"),
     "sem_seg": ("_sem_seg", "sem_seg"),
     "rotated": ("_rotated", "coco_rotated"),
 }
@@ -85,177 +89,21 @@ def shapes_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root) / "shapes"
 
 
-def _regular_polygon(n: int, radius: float, angle: float) -> np.ndarray:
-    t = angle + np.arange(n) * 2 * np.pi / n
-    return np.stack([np.cos(t), np.sin(t)], axis=1) * radius
-
-
-def _shape_polygon(kind: int, radius: float, angle: float) -> np.ndarray:
-    """Vertices ``[K, 2]`` around the origin."""
-    if kind == 0:
-        return _regular_polygon(64, radius, angle)
-    if kind == 1:
-        return _regular_polygon(4, radius * 1.15, angle)
-    if kind == 2:
-        return _regular_polygon(3, radius * 1.25, angle)
-    if kind == 3:
-        star = _regular_polygon(10, radius * 1.2, angle)
-        star[1::2] *= 0.45
-        return star
-    return _regular_polygon(6, radius * 1.05, angle)
-
-
-def _fill(poly: np.ndarray, size: int) -> np.ndarray:
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
-    return mask.astype(bool)
-
-
-def _smooth_noise(rng: np.random.Generator, size: int, cells: int, amplitude: float) -> np.ndarray:
-    grid = rng.normal(0.0, amplitude, (cells, cells)).astype(np.float32)
-    return cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC)
-
-
-def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """RGB float image ``[S, S, 3]`` and stuff label map ``[S, S]`` (5 sky, 6 ground)."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    horizon = size * rng.uniform(0.3, 0.7) + size * rng.uniform(0.02, 0.08) * np.sin(
-        xx * rng.uniform(1.0, 4.0) * 2 * np.pi / size + rng.uniform(0, 2 * np.pi)
-    )
-    sky = yy < horizon
-    sky_color = rng.uniform(60, 230, 3).astype(np.float32)
-    ground_color = rng.uniform(30, 200, 3).astype(np.float32)
-    shade = (yy * np.float32(rng.uniform(-60, 60) / size)) + _smooth_noise(rng, size, 6, 18.0)
-    img = sky_color + shade[..., None]  # [S, S, 3] float32
-    theta = rng.uniform(0, np.pi)
-    period = np.float32(rng.uniform(6, 20))
-    if rng.random() < 0.5:
-        phase = xx * np.float32(np.cos(theta) * 2 * np.pi) + yy * np.float32(np.sin(theta) * 2 * np.pi)
-        pattern = np.sin(phase / period)
-    else:
-        pattern = ((xx // period + yy // period) % 2) * 2 - 1
-    ground_shade = pattern * np.float32(rng.uniform(10, 35)) + _smooth_noise(rng, size, 8, 12.0)
-    ground = ~sky
-    img[ground] = ground_color + ground_shade[ground][:, None]
-    labels = np.where(sky, 5, 6).astype(np.uint8)
-    return img, labels
-
-
-def _visible_ok(region: np.ndarray, full_area: int, min_area: int) -> bool:
-    """One connected region without holes, big enough and not too occluded."""
-    area = int(region.sum())
-    if area < max(min_area, 0.3 * full_area):
-        return False
-    contours, hierarchy = cv2.findContours(region.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    return len(contours) == 1 and hierarchy is not None
-
-
-def _polygon_of(region: np.ndarray) -> list[float]:
-    """Polygon (flat x, y list) of a simply connected region, traced 0.25 px inside the pixel edges so
-    that rasterizing it gives back the region."""
-    up = cv2.resize(region.astype(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-    contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    contour = cv2.approxPolyDP(max(contours, key=cv2.contourArea), 1.0, True).reshape(-1, 2)
-    return ((contour.astype(np.float64) + 0.5) / 2).round(2).reshape(-1).tolist()
-
-
-def _keypoints_of(region: np.ndarray) -> list[float]:
-    """COCO keypoints ``[x, y, v] * 5`` (pixel indices, v = 2) of a region ``bool[H, W]``, in
-    ``KEYPOINT_NAMES`` order; an extreme point is the middle of the region's pixels on its extreme
-    row or column, so that flipping the region flips its keypoints exactly."""
-    ys, xs = np.nonzero(region)
-
-    def middle(values: np.ndarray) -> float:
-        return float(values.min() + values.max()) / 2
-
-    top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
-    points = [
-        (float(xs.mean()), float(ys.mean())),
-        (middle(xs[ys == top]), float(top)),
-        (middle(xs[ys == bottom]), float(bottom)),
-        (float(left), middle(ys[xs == left])),
-        (float(right), middle(ys[xs == right])),
-    ]
-    return [round(v, 2) for x, y in points for v in (x, y, 2)]
-
-
-def _rotated_box_of(region: np.ndarray) -> list[float]:
-    """The minimum-area rotated rectangle around the pixels of ``region`` (bool ``[H, W]``; pixel
-    ``(x, y)`` covers ``[x, x + 1] x [y, y + 1]``): ``[cx, cy, w, h, angle]``, angle in degrees
-    counter-clockwise on screen in ``[-90, 90)``, ``w`` along the rotated x axis."""
-    ys, xs = np.nonzero(region)
-    corners = np.concatenate([np.stack([xs + dx, ys + dy], axis=1) for dx in (0, 1) for dy in (0, 1)])
-    hull = cv2.convexHull(corners.astype(np.float32))
-    points = cv2.boxPoints(cv2.minAreaRect(hull)).astype(np.float64)  # [4, 2], consecutive corners
-    edge_w, edge_h = points[1] - points[0], points[2] - points[1]
-    angle = float(np.rad2deg(np.arctan2(-edge_w[1], edge_w[0])))
-    angle = (angle + 90.0) % 180.0 - 90.0  # the same rectangle turned by 180 degrees
-    cx, cy = points.mean(axis=0)
-    return [float(cx), float(cy), float(np.hypot(*edge_w)), float(np.hypot(*edge_h)), angle]
-
-
-def _pick_center(rng: np.random.Generator, size: int, radius: float, centers: list[np.ndarray]) -> np.ndarray:
-    """Anywhere in the central 80%, or (half the time) overlapping an earlier shape."""
-    if centers and rng.random() < 0.5:
-        near = centers[int(rng.integers(len(centers)))]
-        offset = rng.normal(0, 1, 2)
-        center = near + offset / (np.linalg.norm(offset) + 1e-9) * radius * rng.uniform(1.0, 1.8)
-        return np.clip(center, 0.05 * size, 0.95 * size)
-    return rng.uniform(0.1 * size, 0.9 * size, 2)
-
-
-def _generate_image(
-    rng: np.random.Generator, size: int, max_shapes: int
-) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
-    """Returns the RGB image ``uint8[S, S, 3]``, the instance index map ``int32[S, S]`` (-1 =
-    background), the category index of each instance kept and the stuff label map ``uint8[S, S]``."""
-    img, stuff = _background(rng, size)
-    inst = np.full((size, size), -1, np.int32)
-    kept: list[tuple[int, int]] = []  # (category index, full area)
-    centers: list[np.ndarray] = []
-    min_area = max(12, (size // 32) ** 2)
-    for _ in range(int(rng.integers(1, max_shapes + 1))):
-        kind = int(rng.integers(len(THING_NAMES)))
-        radius = size * rng.uniform(0.07, 0.22)
-        center = _pick_center(rng, size, radius, centers)
-        for _attempt in range(20):
-            full = _fill(_shape_polygon(kind, radius, rng.uniform(0, 2 * np.pi)) + center, size)
-            trial = inst.copy()
-            trial[full] = len(kept)
-            ok = _visible_ok(full, int(full.sum()), min_area) and all(
-                _visible_ok(trial == j, area, min_area) for j, (_, area) in enumerate(kept)
-            )
-            if ok:
-                break
-            center = _pick_center(rng, size, radius, centers)
-        else:
-            continue
-        color = rng.uniform(0, 255, 3).astype(np.float32)
-        shade = _smooth_noise(rng, size, 4, 15.0)[full] + 4 * rng.standard_normal(int(full.sum()), np.float32)
-        img[full] = color + shade[:, None]
-        inst = trial
-        kept.append((kind, int(full.sum())))
-        centers.append(center)
-    img += 3 * rng.standard_normal(img.shape, np.float32)
-    img = np.clip(img, 0, 255).astype(np.uint8)
-    return img, inst, [k for k, _ in kept], stuff
-
-
 def _write_split(out: Path, split: str, num_images: int, image_size: int, seed: int, max_shapes: int) -> None:
-    for sub in ("images", "sem_seg", "panoptic"):
+    for sub in ("images", "sem_seg", "panoptic_stuff", "panoptic"):
         (out / sub).mkdir(parents=True)
     images, annotations, pan_annotations, keypoints, rotated = [], [], [], [], []
     ann_id = 1
     for i in range(num_images):
         rng = np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_CODES[split], i]))
-        img, inst, kinds, stuff = _generate_image(rng, image_size, max_shapes)
+        img, inst, kinds, stuff = generate_image(rng, image_size, max_shapes)
         stem = f"{i:06d}"
         cv2.imwrite(str(out / "images" / f"{stem}.jpg"), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
         images.append({"id": i + 1, "file_name": f"{stem}.jpg", "height": image_size, "width": image_size})
         sem = stuff.copy()
         pan = np.zeros((image_size, image_size), np.int32)
         segments = []
-        for label, name_idx in ((5, 0), (6, 1)):
+        for label, name_idx in ((SKY, 0), (GROUND, 1)):
             region = (inst < 0) & (stuff == label)
             if region.any():
                 segments.append(_segment(len(segments) + 1, len(THING_NAMES) + name_idx + 1, region))
@@ -274,14 +122,16 @@ def _write_split(out: Path, split: str, num_images: int, image_size: int, seed: 
                     "bbox": seg["bbox"],
                     "area": seg["area"],
                     "iscrowd": 0,
-                    "segmentation": [_polygon_of(region)],
+                    "segmentation": [polygon_of(region)],
                 }
             )
-            keypoints.append(_keypoints_of(region))
-            rotated_box = _rotated_box_of(region)
+            keypoints.append(keypoints_of(region))
+            rotated_box = rotated_box_of(region)
             rotated.append(rotated_box)
             ann_id += 1
         cv2.imwrite(str(out / "sem_seg" / f"{stem}.png"), sem)
+        stuff_only = np.where(inst >= 0, 0, stuff - SKY + 1).astype(np.uint8)
+        cv2.imwrite(str(out / "panoptic_stuff" / f"{stem}.png"), stuff_only)
         rgb = np.stack([pan % 256, pan // 256 % 256, pan // 65536], axis=-1).astype(np.uint8)
         cv2.imwrite(str(out / "panoptic" / f"{stem}.png"), rgb[:, :, ::-1])
         pan_annotations.append({"image_id": i + 1, "file_name": f"{stem}.png", "segments_info": segments})
@@ -379,8 +229,22 @@ def _metadata(folder: Path, kind: str) -> dict:
             "label_divisor": 1000,
         }
         | (keypoint_metadata if kind == "keypoints" else {})
+        | (_separated_metadata(folder) if kind == "panoptic_separated" else {})
         | ({"json_file": str(folder / "rotated.json")} if kind == "rotated" else {})
     )
+
+
+def _separated_metadata(folder: Path) -> dict:
+    """The stuff side of a ``_panoptic_separated`` set, as detectron2's separated COCO panoptic: the
+    semantic classes are "things" (0, every shape) and the stuff categories (1, 2), dataset id 0 for
+    the things."""
+    stuff = [c for c in SHAPES_CATEGORIES if not c["isthing"]]
+    return {
+        "stuff_classes": ["things"] + [c["name"] for c in stuff],
+        "stuff_colors": [(128, 128, 128)] + _COLORS[len(THING_NAMES) :],
+        "stuff_dataset_id_to_contiguous_id": {0: 0} | {c["id"]: i + 1 for i, c in enumerate(stuff)},
+        "sem_seg_root": str(folder / "panoptic_stuff"),
+    }
 
 
 def load_shapes(
@@ -395,9 +259,11 @@ def load_shapes(
     """Dataset dicts of a shapes split (generated on first use). ``kind``: ``"instances"`` (COCO
     dicts), ``"keypoints"`` (COCO dicts whose annotations have ``keypoints``), ``"panoptic"`` (plus
     ``sem_seg_file_name``, ``pan_seg_file_name`` and ``segments_info`` with contiguous
-    ``category_id`` and ``isthing``), ``"sem_seg"`` (``file_name`` and ``sem_seg_file_name`` only) or
-    ``"rotated"`` (COCO dicts whose annotations hold only the rotated ``bbox`` of ``rotated.json``,
-    ``bbox_mode`` XYWHA_ABS, ``category_id`` and ``iscrowd``)."""
+    ``category_id`` and ``isthing``), ``"panoptic_separated"`` (the same, with ``sem_seg_file_name``
+    naming the stuff-only map of ``panoptic_stuff/``: 0 things, 1 sky, 2 ground), ``"sem_seg"``
+    (``file_name`` and ``sem_seg_file_name`` only) or ``"rotated"`` (COCO dicts whose annotations
+    hold only the rotated ``bbox`` of ``rotated.json``, ``bbox_mode`` XYWHA_ABS, ``category_id`` and
+    ``iscrowd``)."""
     if kind not in _KINDS:
         raise ValueError(f"load_shapes: kind must be one of {', '.join(_KINDS)}, got {kind!r}")
     folder = generate_shapes(split, num_images, image_size, seed, root)
@@ -430,8 +296,9 @@ def load_shapes(
         pan = {a["image_id"]: a for a in json.load(f)["annotations"]}
     contiguous = {c["id"]: i for i, c in enumerate(c for c in SHAPES_CATEGORIES if c["isthing"])}
     stuff_contiguous = {c["id"]: i for i, c in enumerate(SHAPES_CATEGORIES)}
+    sem_seg_folder = folder / ("panoptic_stuff" if kind == "panoptic_separated" else "sem_seg")
     for d, s in zip(dicts, stem, strict=True):
-        d["sem_seg_file_name"] = str(folder / "sem_seg" / f"{s}.png")
+        d["sem_seg_file_name"] = str(sem_seg_folder / f"{s}.png")
         d["pan_seg_file_name"] = str(folder / "panoptic" / pan[d["image_id"]]["file_name"])
         d["segments_info"] = [
             seg
@@ -456,7 +323,9 @@ def register_shapes(
 ) -> list[str]:
     """Register ``{prefix}_train``/``{prefix}_val`` (COCO instances, evaluator ``coco``) and their
     ``_keypoints`` (evaluator ``coco``; keypoint names, flip map and OKS sigmas in the metadata),
-    ``_panoptic`` (evaluator ``coco_panoptic_seg``), ``_sem_seg`` (evaluator ``sem_seg``) and
+    ``_panoptic`` (evaluator ``coco_panoptic_seg``; semantic labels over all 7 categories, as
+    Panoptic-DeepLab trains on), ``_panoptic_separated`` (the same panoptic ground truth; semantic
+    labels things = 0, sky, ground, as Panoptic FPN trains on), ``_sem_seg`` (evaluator ``sem_seg``) and
     ``_rotated`` (rotated boxes, evaluator ``coco_rotated``) variants. Nothing is generated until a
     dataset is first loaded. Returns the registered names."""
     names = []

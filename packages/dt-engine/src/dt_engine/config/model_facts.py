@@ -41,7 +41,10 @@ class ModelFacts:
     masks/keypoints); ``min_keypoints_per_image``: training images with fewer visible keypoints are
     dropped (a keypoint branch's ``min_keypoints_per_image``, 0 without one);
     ``fed_loss_freq_weight_power``: the box predictor trains a federated loss whose class weights
-    are the training data's image counts to this power (``None``: no federated loss)."""
+    are the training data's image counts to this power (``None``: no federated loss);
+    ``things_as_one_stuff_class``: the semantic head labels every thing pixel 0 and the stuff classes
+    from 1 (Panoptic FPN, whose combination skips label 0), so its datasets must be in detectron2's
+    separated panoptic form."""
 
     meta_architecture: str
     precomputed_proposals: bool = False
@@ -53,6 +56,7 @@ class ModelFacts:
     keypoint_on: bool = False
     min_keypoints_per_image: int = 0
     fed_loss_freq_weight_power: float | None = None
+    things_as_one_stuff_class: bool = False
 
 
 def _fact(owner: Any, path: str, field: str) -> Fact[Any] | None:
@@ -85,4 +89,5 @@ def model_facts(model: ModelConfig) -> ModelFacts:
         keypoint_on="gt_keypoints" in gt_fields,
         min_keypoints_per_image=max(min_keypoints, default=0),
         fed_loss_freq_weight_power=box_predictor.fed_loss_freq_weight_power if fed_loss else None,
+        things_as_one_stuff_class=type(model).name == "PanopticFPN",
     )
