@@ -181,5 +181,8 @@ def test_build_optimizer_sgd_and_adamw():
     assert sgd.defaults["momentum"] == 0.8 and sgd.defaults["nesterov"]
     adamw = build_optimizer(net, SolverConfig(optimizer="AdamW", base_lr=1e-3, betas=(0.8, 0.9)))
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.8, 0.9)
+    assert adamw.defaults["fused"] and not sgd.defaults["fused"]  # fused AdamW on the CPU
+    on_meta = build_optimizer(Net().to("meta"), SolverConfig(optimizer="AdamW"))
+    assert not on_meta.defaults["fused"]  # a device without torch's fused kernels takes the loop
     with pytest.raises(ValueError, match="no trainable"):
         build_optimizer(nn.Linear(2, 2).requires_grad_(False), SolverConfig())

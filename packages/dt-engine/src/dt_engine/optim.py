@@ -84,11 +84,23 @@ def build_torch_optimizer(
     nesterov: bool = False,
     betas: tuple[float, float] = (0.9, 0.999),
 ) -> torch.optim.Optimizer:
-    """``"SGD"`` (with ``momentum``/``nesterov``) or ``"AdamW"`` (with ``betas``) over ``groups``."""
+    """``"SGD"`` (with ``momentum``/``nesterov``) or ``"AdamW"`` (with ``betas``) over ``groups``.
+
+    AdamW runs its fused kernel when every parameter is a floating-point tensor on the CPU or a CUDA
+    device: one pass over each tensor instead of a dozen, 3-5x faster than the per-parameter loop
+    torch picks by default on the CPU (``benchmarks/optimizer.py``). SGD's fused kernel measured no
+    faster than its loop on the CPU, so SGD keeps torch's default.
+    """
     if not groups:
         raise ValueError("the model has no trainable parameters")
     if name == "SGD":
         return torch.optim.SGD(groups, lr=base_lr, momentum=momentum, nesterov=nesterov)
     if name == "AdamW":
-        return torch.optim.AdamW(groups, lr=base_lr, betas=betas)
+        return torch.optim.AdamW(groups, lr=base_lr, betas=betas, fused=_fusable(groups))
     raise ValueError(f"optimizer must be 'SGD' or 'AdamW', got {name!r}")
+
+
+def _fusable(groups: list[dict[str, Any]]) -> bool:
+    """Whether torch's fused optimizer kernels take every parameter of ``groups``."""
+    params = [p for group in groups for p in group["params"]]
+    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
