@@ -93,6 +93,34 @@ def test_other_architecture_sections_are_ignored_and_rpn_only_translates(tmp_pat
     assert isinstance(cfg, ProposalNetworkConfig)
 
 
+ROTATED = (
+    '_BASE_: "../Base-RCNN-FPN.yaml"\nMODEL:\n  PROPOSAL_GENERATOR: {NAME: RRPN}\n'
+    "  ANCHOR_GENERATOR: {NAME: RotatedAnchorGenerator, ANGLES: [[0, 90]]}\n"
+    "  RPN: {BBOX_REG_WEIGHTS: [1, 1, 1, 1, 1]}\n  ROI_HEADS: {NAME: RROIHeads}\n"
+    "  ROI_BOX_HEAD: {POOLER_TYPE: ROIAlignRotated, BBOX_REG_WEIGHTS: [10, 10, 5, 5, 1]}\n"
+)
+
+
+def test_rotated_faster_rcnn_translates_and_mismatched_parts_are_reported(tmp_path):
+    cfg = detectron2_model_config(_zoo_config(tmp_path, ROTATED))
+    assert type(cfg.proposal_generator).name == "RRPN" and type(cfg.roi_heads).name == "RROIHeads"
+    assert cfg.proposal_generator.anchor_generator.angles == ((0.0, 90.0),)
+    assert cfg.roi_heads.box_predictor.bbox_reg_weights == (10.0, 10.0, 5.0, 5.0, 1.0)
+    assert not cfg.roi_heads.branches
+    wrong = (
+        ROTATED.replace("NAME: RotatedAnchorGenerator", "NAME: DefaultAnchorGenerator") + "  MASK_ON: True\n"
+    )
+    (tmp_path / "wrong").mkdir()
+    with pytest.raises(ConfigError) as info:
+        detectron2_model_config(_zoo_config(tmp_path / "wrong", wrong))
+    text = "\n".join(info.value.problems)
+    assert "MODEL.ANCHOR_GENERATOR.NAME = 'DefaultAnchorGenerator' is not supported (dt supports only" in text
+    assert "MODEL.MASK_ON = True is not supported with RROIHeads" in text
+    (tmp_path / "plain").mkdir()
+    plain = detectron2_model_config(_zoo_config(tmp_path / "plain", '_BASE_: "../Base-RCNN-FPN.yaml"\n'))
+    assert type(plain.proposal_generator).name == "RPN"  # ANGLES (a default in every dump) is ignored
+
+
 def test_invalid_translated_values_report_dt_paths(tmp_path):
     child = '_BASE_: "../Base-RCNN-FPN.yaml"\nMODEL:\n  RESNETS:\n    DEPTH: 42\n'
     with pytest.raises(ConfigError, match=r"\$\.backbone\.resnet\.depth: must be one of"):

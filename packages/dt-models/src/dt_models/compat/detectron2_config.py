@@ -31,14 +31,14 @@ _BACKBONES = {
 _ARCHS = ("GeneralizedRCNN", "ProposalNetwork", *EXTRA_ARCHS)
 # (key, the only value dt supports)
 _FIXED = {
-    "MODEL.ANCHOR_GENERATOR.NAME": "DefaultAnchorGenerator",
     "MODEL.RPN.HEAD_NAME": "StandardRPNHead",
 }
+# MODEL.PROPOSAL_GENERATOR.NAME -> the anchor generator it needs (MODEL.ANCHOR_GENERATOR.NAME)
+_ANCHOR_GENERATORS = {"RPN": "DefaultAnchorGenerator", "RRPN": "RotatedAnchorGenerator"}
 # keys with no effect on the model dt builds (run settings, or options of disabled features)
 _IGNORED = {
     "MODEL.DEVICE",
     "MODEL.WEIGHTS",
-    "MODEL.ANCHOR_GENERATOR.ANGLES",  # rotated anchors only
 }
 # sections read only by architectures / heads other than the ones translated here
 _OTHER_SECTIONS = {
@@ -110,20 +110,35 @@ def _tuple2(values: Any) -> list[list[float]]:
     return [list(v) for v in values]
 
 
-def _precomputed_proposals(r: _Reader) -> bool:
-    """Whether the config is a Fast R-CNN on precomputed proposals (``PrecomputedProposals``, which
-    dt loads exactly when detectron2's ``LOAD_PROPOSALS`` is on); the other generator is the RPN."""
+def _proposal_generator_name(r: _Reader) -> str:
+    """``RPN``, ``RRPN`` (rotated anchors) or ``PrecomputedProposals`` (a Fast R-CNN, which dt loads
+    exactly when detectron2's ``LOAD_PROPOSALS`` is on)."""
     name = r("MODEL.PROPOSAL_GENERATOR.NAME")
-    if name not in ("RPN", "PrecomputedProposals"):
+    supported = (*_ANCHOR_GENERATORS, "PrecomputedProposals")
+    if name not in supported:
         r.problems.append(
-            f"MODEL.PROPOSAL_GENERATOR.NAME = {name!r} is not supported "
-            "(dt supports 'RPN', 'PrecomputedProposals')"
+            f"MODEL.PROPOSAL_GENERATOR.NAME = {name!r} is not supported (dt supports {list(supported)})"
         )
+        name = "RPN"
     precomputed = name == "PrecomputedProposals"
     r.require("MODEL.LOAD_PROPOSALS", precomputed)
     if precomputed:
         r.require("MODEL.PROPOSAL_GENERATOR.MIN_SIZE", 0)
-    return precomputed
+    else:
+        r.require("MODEL.ANCHOR_GENERATOR.NAME", _ANCHOR_GENERATORS[name])
+    return name
+
+
+def _anchor_generator(r: _Reader, rotated: bool) -> dict:
+    anchors = {
+        "sizes": _tuple2(r("MODEL.ANCHOR_GENERATOR.SIZES")),
+        "aspect_ratios": _tuple2(r("MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS")),
+        "offset": r("MODEL.ANCHOR_GENERATOR.OFFSET"),
+    }
+    angles = _tuple2(r("MODEL.ANCHOR_GENERATOR.ANGLES"))  # read by rotated anchors only, as in detectron2
+    if rotated:
+        anchors["angles"] = angles
+    return anchors
 
 
 def _translate(r: _Reader) -> dict:
@@ -167,18 +182,15 @@ def _translate(r: _Reader) -> dict:
             backbone["top_block_in_feature"] = "res5"
     else:
         backbone = {"name": "ResNet", **resnet}
+    proposal_generator = _proposal_generator_name(r)
     rpn = (
         {"name": "PrecomputedProposals"}
-        if _precomputed_proposals(r)
+        if proposal_generator == "PrecomputedProposals"
         else {
-            "name": "RPN",
+            "name": proposal_generator,
             "in_features": list(r("MODEL.RPN.IN_FEATURES")),
             "head_conv_dims": list(r("MODEL.RPN.CONV_DIMS")),
-            "anchor_generator": {
-                "sizes": _tuple2(r("MODEL.ANCHOR_GENERATOR.SIZES")),
-                "aspect_ratios": _tuple2(r("MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS")),
-                "offset": r("MODEL.ANCHOR_GENERATOR.OFFSET"),
-            },
+            "anchor_generator": _anchor_generator(r, rotated=proposal_generator == "RRPN"),
             "iou_thresholds": list(r("MODEL.RPN.IOU_THRESHOLDS")),
             "iou_labels": list(r("MODEL.RPN.IOU_LABELS")),
             "batch_size_per_image": r("MODEL.RPN.BATCH_SIZE_PER_IMAGE"),

@@ -1,5 +1,6 @@
 """Translation of detectron2's ROI heads sections (``MODEL.ROI_HEADS``, ``ROI_BOX_HEAD``,
-``ROI_MASK_HEAD``, ``ROI_KEYPOINT_HEAD``, ``ROI_BOX_CASCADE_HEAD``) into dt's ROI heads config data.
+``ROI_MASK_HEAD``, ``ROI_KEYPOINT_HEAD``, ``ROI_BOX_CASCADE_HEAD``) into dt's ROI heads config data
+(``StandardROIHeads``, ``Res5ROIHeads``, ``CascadeROIHeads``, the rotated ``RROIHeads``).
 
 ``reader`` is the translator's reader: ``reader(key)`` returns the merged value of a dotted key and
 marks it used; ``reader.require(key, value)`` records a problem unless the key has that value;
@@ -125,6 +126,18 @@ def _standard(r: Any) -> dict:
     return heads
 
 
+def _rotated(r: Any) -> dict:
+    """detectron2's ``RROIHeads``: boxes only, a rotated pooler (``ROIAlignRotated``) and predictor."""
+    for key in ("MODEL.MASK_ON", "MODEL.KEYPOINT_ON"):
+        if r(key):
+            r.problems.append(f"{key} = True is not supported with RROIHeads (nor by detectron2)")
+    heads = _sampled_heads(r, "RROIHeads")
+    predictor = _box_predictor(r)
+    del predictor["name"]  # RROIHeadsConfig holds its one predictor type, RotatedFastRCNNOutputLayers
+    heads.update(box_head=_box_head(r), box_predictor=predictor)
+    return heads
+
+
 def _res5(r: Any) -> dict:
     if r("MODEL.KEYPOINT_ON"):
         r.problems.append("MODEL.KEYPOINT_ON = True is not supported with Res5ROIHeads (nor by detectron2)")
@@ -170,6 +183,7 @@ _TRANSLATORS: dict[str, Callable[[Any], dict]] = {
     "StandardROIHeads": _standard,
     "Res5ROIHeads": _res5,
     "CascadeROIHeads": _cascade,
+    "RROIHeads": _rotated,
 }
 
 
