@@ -1,4 +1,5 @@
-"""Geodesics on a synthetic mesh with known distances, GPS by hand, and COCO-style AP matching."""
+"""Geodesics on a synthetic mesh with known distances, GPS by hand, COCO-style AP matching, and the
+``densepose`` evaluator type (box AP beside GPS)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+import dt_densepose
+from dt_data import DatasetCatalog
 from dt_densepose import DensePoseDataRelative, MissingDataFileError
 from dt_densepose.evaluator import densepose_ap, gps_scores, match_and_average_precision
 from dt_densepose.geodesics import MeshGeodesics, flat_chart_geodesics, human_geodesics
+from dt_densepose.shapes import register_densepose_shapes
+from dt_engine.config.experiment import load_experiment
+from dt_engine.evaluation import build_evaluator
+from dt_structures import Boxes, BoxMode, Instances
 
 
 def _mesh(condensed: bool = False) -> MeshGeodesics:
@@ -89,6 +96,46 @@ def test_perfect_prediction_scores_100_on_flat_charts():
     assert results["densepose_gps"]["AP"] == pytest.approx(100.0)
     assert results["densepose_gpsm"]["AP"] == pytest.approx(100.0)
     assert results["densepose_segm"]["mIoU"] == pytest.approx(100.0)
+
+
+def test_flat_chart_scale_is_the_mean_distance_between_points_of_the_part():
+    # the metric's per-part kappa; on a 2 x 2 lattice: four unit edges and two diagonals
+    assert flat_chart_geodesics(3, grid=2).normalisation.tolist() == pytest.approx(
+        [0.0] + [(4 + 2 * math.sqrt(2)) / 6] * 3
+    )
+    geodesics = flat_chart_geodesics(1)
+    kappa = geodesics.normalisation[1]
+    assert kappa == pytest.approx(0.555, abs=1e-3)  # the continuous unit square's is 0.521
+    gt = DensePoseDataRelative(
+        x=torch.tensor([128.0]), y=torch.tensor([128.0]), i=torch.tensor([1]), u=torch.tensor([0.25]),
+        v=torch.tensor([0.5]), segm=None,
+    )  # fmt: skip
+    labels = np.ones((8, 8), np.int64)
+    uv = np.stack([np.full((8, 8), 0.375), np.full((8, 8), 0.625)])  # off by 1/8 in U and V: lattice points
+    box = np.array([0.0, 0.0, 8.0, 8.0])
+    expected = math.exp(-(2 / 64) / (2 * kappa**2))  # about 0.95: a small error on the chart
+    assert gps_scores(geodesics, gt, box, labels, uv, box) == pytest.approx(expected)
+
+
+def test_the_densepose_evaluator_type_also_reports_box_ap(tmp_path):
+    """As detectron2's DensePose evaluation: COCO box AP beside GPS / GPSm. Detections at the ground
+    truth boxes without DensePose outputs: box AP 100, GPS AP 0."""
+    register_densepose_shapes("dp_eval_boxes", num_train=1, num_val=2, root=tmp_path)
+    name = "dp_eval_boxes_val"
+    cfg = load_experiment(str(dt_densepose.config_path("densepose_shapes_cpu.yaml")))
+    evaluator = build_evaluator(name, cfg, str(tmp_path / "eval"))
+    evaluator.reset()
+    for record in DatasetCatalog.get(name):
+        boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in record["annotations"]]
+        n = len(boxes)
+        instances = Instances(
+            (record["height"], record["width"]), pred_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32)),
+            scores=torch.linspace(0.9, 0.5, n), pred_classes=torch.zeros(n, dtype=torch.int64),
+        )  # fmt: skip
+        evaluator.process([record], [{"instances": instances}])
+    results = evaluator.evaluate()
+    assert results["bbox"]["AP"] == pytest.approx(100.0)
+    assert results["densepose_gps"]["AP"] == 0.0
 
 
 def test_missing_geodesic_files_name_file_and_url(tmp_path, monkeypatch):

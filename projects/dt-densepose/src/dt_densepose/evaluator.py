@@ -252,10 +252,15 @@ class DensePoseEvaluator(DatasetEvaluator):
 
 
 @EVALUATOR_REGISTRY.register("densepose")
-def build_densepose_evaluators(dataset_name: str, cfg, output_dir: str) -> list[DensePoseEvaluator]:
-    """The ``densepose`` evaluator type: SMPL geodesics from the cache, or the shapes set's flat
-    charts when the dataset's metadata says ``densepose_geodesics: shapes``."""
+def build_densepose_evaluators(dataset_name: str, cfg, output_dir: str) -> list[DatasetEvaluator]:
+    """The ``densepose`` evaluator type, as detectron2's DensePose ``train_net``: COCO box AP (the
+    ``coco`` type's evaluator: ``bbox/AP``, ...) and :class:`DensePoseEvaluator` with the SMPL
+    geodesics from the cache, or the shapes set's flat charts when the dataset's metadata says
+    ``densepose_geodesics: shapes``."""
+    boxes = list(EVALUATOR_REGISTRY.get("coco")(dataset_name, cfg, output_dir))
     if MetadataCatalog.get(dataset_name).get("densepose_geodesics", "smpl") == "shapes":
-        return [DensePoseEvaluator(dataset_name, flat_chart_geodesics(SHAPES_NUM_PARTS),
-                                   num_parts=SHAPES_NUM_PARTS, num_mask_parts=SHAPES_NUM_PARTS)]  # fmt: skip
-    return [DensePoseEvaluator(dataset_name, human_geodesics())]
+        geodesics, parts = flat_chart_geodesics(SHAPES_NUM_PARTS), SHAPES_NUM_PARTS
+        densepose = DensePoseEvaluator(dataset_name, geodesics, num_parts=parts, num_mask_parts=parts)
+    else:
+        densepose = DensePoseEvaluator(dataset_name, human_geodesics())
+    return [*boxes, densepose]

@@ -4,11 +4,13 @@ A point (part I, U, V) is snapped to the nearest vertex (in U, V) of its part; t
 two points is the geodesic distance between their vertices, from a dense ``[V, V]`` matrix or, for
 the 27554-vertex SMPL mesh, a condensed one (upper triangle, row-major) through a vertex -> row
 index map. ``normalisation[I]`` is the per-part distance scale of the GPS score
-``exp(-d^2 / (2 k^2))``.
+``exp(-d^2 / (2 k^2))``: by the metric's definition (DensePose-COCO evaluation since 2019), the mean
+geodesic distance between points of the part.
 
 :func:`human_geodesics` reads the SMPL files detectron2's evaluator uses from the dt cache
 (``SMPL_subdiv.mat``, ``SMPL_SUBDIV_TRANSFORM.mat``, ``Pdist_matrix.pkl``); :func:`flat_chart_geodesics`
-builds the flat charts of the shapes set (distance = UV distance within a part, infinite across).
+builds the flat charts of the shapes set (distance = UV distance within a part, infinite across;
+scale = the mean UV distance between two points of a chart).
 """
 
 from __future__ import annotations
@@ -85,15 +87,20 @@ class MeshGeodesics:
         return self.vertex_distances(self.closest_vertices(*gt_iuv), self.closest_vertices(*pred_iuv))
 
 
-def flat_chart_geodesics(num_parts: int, grid: int = 17, normalisation: float = 0.1) -> MeshGeodesics:
+def flat_chart_geodesics(num_parts: int, grid: int = 17, normalisation: float | None = None) -> MeshGeodesics:
     """Flat square charts: per part a ``grid x grid`` lattice over [0, 1]^2, distances = UV distances
-    within a part, infinite across parts; GPS scale ``normalisation`` for every part."""
+    within a part, infinite across parts. The GPS scale of every part is ``normalisation``, by
+    default the metric's definition: the mean distance between two vertices of the part (0.555 for
+    ``grid=17``: a point off by 0.1 in U and in V scores 0.97, one off by 0.5 in both 0.44)."""
     steps = np.linspace(0.0, 1.0, grid)
     uu, vv = np.meshgrid(steps, steps, indexing="xy")
     lattice = np.stack([uu.ravel(), vv.ravel()], axis=1)
     uv = np.concatenate([lattice] * num_parts)
     part = np.repeat(np.arange(1, num_parts + 1), len(lattice))
     distances = np.sqrt(((uv[:, None] - uv[None]) ** 2).sum(-1))
+    if normalisation is None:  # over the pairs of distinct vertices of one chart (all are alike)
+        one_chart = distances[: len(lattice), : len(lattice)]
+        normalisation = float(one_chart[np.triu_indices(len(lattice), 1)].mean())
     distances[part[:, None] != part[None]] = np.inf
     return MeshGeodesics(part, uv, distances, np.array([0.0] + [normalisation] * num_parts))
 
