@@ -82,7 +82,11 @@ class WindowAttention(nn.Module):
             num_windows = mask.shape[0]
             bias = (bias.unsqueeze(0) + mask.unsqueeze(1)).repeat(windows // num_windows, 1, 1, 1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))  # [B * nW, nH, N, hd]
-        return self.proj(out.transpose(1, 2).reshape(windows, tokens, channels))
+        # an explicit copy: the output's strides differ between attention kernels (the CPU flash
+        # kernel's make the transposed heads contiguous), so a reshape captured as a view on one
+        # kernel's strides fails on the other's (torch.onnx's re-trace of an exported program)
+        out = out.transpose(1, 2).clone(memory_format=torch.contiguous_format)  # [B * nW, N, nH, hd]
+        return self.proj(out.reshape(windows, tokens, channels))
 
 
 def shifted_window_mask(
