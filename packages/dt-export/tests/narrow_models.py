@@ -18,16 +18,25 @@ from dt_models.config import (
     KRCNNConvDeconvUpsampleHeadConfig,
     MaskBranchConfig,
     MaskRCNNConvUpsampleHeadConfig,
+    MViTConfig,
+    MViTFPNConfig,
     Res5HeadConfig,
     Res5ROIHeadsConfig,
     ResNetConfig,
     ResNetFPNConfig,
     RPNConfig,
     StandardROIHeadsConfig,
+    SwinConfig,
+    SwinFPNConfig,
+    ViTConfig,
+    ViTSimpleFeaturePyramidConfig,
 )
 from dt_models.meta_arch import FCOSConfig, PanopticFPNConfig, RetinaNetConfig, SemanticSegmentorConfig
 from dt_models.meta_arch.retinanet_head import RetinaNetHeadConfig
 from dt_models.meta_arch.sem_seg_head import SemSegFPNHeadConfig
+from dt_models.proposal_generator import RRPNConfig
+from dt_models.roi_heads import RROIHeadsConfig
+from dt_models.rotated_anchor_generator import RotatedAnchorGeneratorConfig
 
 __all__ = ["NARROW_MODELS", "narrow_model"]
 
@@ -51,8 +60,8 @@ def _heads(**changes) -> StandardROIHeadsConfig:
     )
 
 
-def _rcnn(roi_heads) -> GeneralizedRCNNConfig:
-    return GeneralizedRCNNConfig(backbone=_FPN, proposal_generator=_RPN, roi_heads=roi_heads)
+def _rcnn(roi_heads, backbone=_FPN) -> GeneralizedRCNNConfig:
+    return GeneralizedRCNNConfig(backbone=backbone, proposal_generator=_RPN, roi_heads=roi_heads)
 
 
 def _cascade() -> GeneralizedRCNNConfig:
@@ -85,6 +94,34 @@ def _c4() -> GeneralizedRCNNConfig:
     )
 
 
+def _rotated() -> GeneralizedRCNNConfig:
+    """Rotated Faster R-CNN: RRPN anchors at three angles, RROIHeads."""
+    rrpn = RRPNConfig(
+        anchor_generator=RotatedAnchorGeneratorConfig(
+            sizes=((16.0,), (32.0,), (64.0,), (128.0,), (256.0,)), angles=((-60.0, 0.0, 60.0),)
+        ),
+        pre_nms_topk_test=200, post_nms_topk_test=60,
+    )  # fmt: skip
+    heads = RROIHeadsConfig(
+        num_classes=3, score_thresh_test=0.0, box_head=FastRCNNConvFCHeadConfig(fc_dim=32)
+    )
+    return GeneralizedRCNNConfig(backbone=_FPN, proposal_generator=rrpn, roi_heads=heads)
+
+
+# the transformer backbones as ViTDet uses them: every image padded to one square (the test images fit)
+SQUARE_PAD = 448
+
+
+_VIT = ViTConfig(
+    img_size=SQUARE_PAD, embed_dim=32, depth=2, num_heads=2, window_size=7, window_block_indexes=(0,),
+    drop_path_rate=0.0,
+)  # fmt: skip
+_MVIT = MViTConfig(
+    img_size=SQUARE_PAD, embed_dim=8, depth=4, last_block_indexes=(0, 1, 2, 3), adaptive_window_size=28
+)
+_SWIN = SwinConfig(embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), drop_path_rate=0.0)
+
+
 _DENSE_FPN = ResNetFPNConfig(
     resnet=ResNetConfig(out_features=("res3", "res4", "res5"), **_NARROW),
     in_features=("res3", "res4", "res5"), out_channels=16, top_block="p6p7",
@@ -95,6 +132,17 @@ NARROW_MODELS = {
     "keypoint_rcnn": lambda: _rcnn(_heads(branches=_KEYPOINT)),
     "cascade_mask_rcnn": _cascade,
     "mask_rcnn_c4": _c4,
+    "rotated_faster_rcnn": _rotated,
+    "mask_rcnn_vit": lambda: _rcnn(
+        _heads(branches=_MASK),
+        ViTSimpleFeaturePyramidConfig(net=_VIT, out_channels=16, square_pad=SQUARE_PAD),
+    ),
+    "mask_rcnn_mvitv2": lambda: _rcnn(
+        _heads(branches=_MASK), MViTFPNConfig(mvit=_MVIT, out_channels=16, square_pad=SQUARE_PAD)
+    ),
+    "mask_rcnn_swin": lambda: _rcnn(
+        _heads(branches=_MASK), SwinFPNConfig(swin=_SWIN, out_channels=16, square_pad=SQUARE_PAD)
+    ),
     "retinanet": lambda: RetinaNetConfig(
         backbone=_DENSE_FPN,
         num_classes=3,

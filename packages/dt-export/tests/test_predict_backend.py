@@ -14,7 +14,10 @@ from narrow_models import NARROW_MODELS, narrow_model
 
 from dt_engine.cli import main
 from dt_engine.config.experiment import dump_config, load_experiment
+from dt_export.check import compare_detections
 from dt_export.experiment import synthetic_sample
+from dt_export.families import exportable_graph
+from dt_export.predict_backend import _instances
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +88,20 @@ def test_unknown_backend_and_a_model_file_without_its_json_are_one_line(experime
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "model.pth.json" in err[0]
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_rotated_boxes_are_rescaled_to_the_photo_as_the_eager_model_does():
+    model = narrow_model("rotated_faster_rcnn")
+    image = torch.from_numpy(synthetic_sample(300, 420)).permute(2, 0, 1).float()
+    outputs = exportable_graph(model, "exported-program").named_outputs(image)
+    height, width = 420, 700  # another aspect ratio: sides and angles change, some boxes get clipped
+    actual = _instances(outputs, (300, 420), height, width)
+    with torch.no_grad():
+        expected = model([{"image": image, "height": height, "width": width}])[0]["instances"]
+
+    def by_name(instances) -> dict:
+        return {"rotated_boxes": instances.pred_boxes.tensor, "scores": instances.scores,
+                "classes": instances.pred_classes}  # fmt: skip
+
+    comparison = compare_detections(by_name(expected), by_name(actual), (height, width))
+    assert len(expected) > 0 and comparison.ok, comparison.describe()

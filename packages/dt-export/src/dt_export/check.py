@@ -59,7 +59,7 @@ class Comparison:
         """One phrase: ``384x512: 100/100 detections, classes equal, boxes 4.9e-04 px, scores ...``."""
         height, width = self.size
         parts = []
-        if "boxes" in self.fields:
+        if {"boxes", "rotated_boxes"} & set(self.fields):
             parts.append(f"{self.count}/{self.expected_count} detections")
             if self.count == self.expected_count:
                 parts.append(f"classes {'equal' if self.classes_equal else 'DIFFER'}")
@@ -75,13 +75,18 @@ class Comparison:
         return f"{height}x{width}: {', '.join(parts)}"
 
 
+def _box_field(outputs: dict[str, torch.Tensor]) -> str:
+    return "rotated_boxes" if "rotated_boxes" in outputs else "boxes"
+
+
 def _pair_up(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor]) -> torch.Tensor | None:
     """For every expected detection the index of its actual one: the same class, a score within
     ``SCORE_TOLERANCE`` and the nearest box among those not taken yet (detections of exactly equal
     score may come in either order from different NMS implementations). ``None`` if one has no match."""
     classes_equal = expected["classes"].long()[:, None] == actual["classes"].long()[None, :]  # [R, R]
     scores_close = (expected["scores"][:, None] - actual["scores"][None, :]).abs() <= SCORE_TOLERANCE
-    distance = (expected["boxes"][:, None, :] - actual["boxes"][None, :, :]).abs().amax(dim=2)  # [R, R]
+    box = _box_field(expected)
+    distance = (expected[box][:, None, :] - actual[box][None, :, :]).abs().amax(dim=2)  # [R, R]
     distance = distance.masked_fill(~(classes_equal & scores_close), float("inf"))
     pairs = []
     for row in distance:
@@ -96,12 +101,15 @@ def _pair_up(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor])
 def compare_detections(
     expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor], size: tuple[int, int]
 ) -> Comparison:
-    """``expected``/``actual`` on an image of ``size`` (h, w): ``boxes`` ``[R, 4]``, ``scores`` ``[R]``,
-    ``classes`` ``[R]``, optional ``masks`` ``[R, H, W]`` bool and ``keypoints`` ``[R, K, 3]``, by
-    decreasing score. Detections are paired by class, score and box (see ``_pair_up``), then compared
-    pair by pair."""
-    fields = tuple(n for n in ("boxes", "scores", "classes", "masks", "keypoints") if n in expected)
-    count, expected_count = len(actual["boxes"]), len(expected["boxes"])
+    """``expected``/``actual`` on an image of ``size`` (h, w): ``boxes`` ``[R, 4]`` (or ``rotated_boxes``
+    ``[R, 5]``, the angle held to the pixel tolerance in degrees), ``scores`` ``[R]``, ``classes``
+    ``[R]``, optional ``masks`` ``[R, H, W]`` bool and ``keypoints`` ``[R, K, 3]``, by decreasing
+    score. Detections are paired by class, score and box (see ``_pair_up``), then compared pair by
+    pair."""
+    box = _box_field(expected)
+    names = (box, "scores", "classes", "masks", "keypoints")
+    fields = tuple(n for n in names if n in expected)
+    count, expected_count = len(actual[box]), len(expected[box])
     pairs = _pair_up(expected, actual) if count == expected_count else None
     if pairs is None:
         return Comparison(
@@ -123,7 +131,7 @@ def compare_detections(
     return Comparison(
         size=size, fields=fields, count=count, expected_count=expected_count,
         classes_equal=bool(torch.equal(actual["classes"].long(), expected["classes"].long())),
-        box_error=max_error("boxes"), score_error=max_error("scores"), mask_agreement=agreement,
+        box_error=max_error(box), score_error=max_error("scores"), mask_agreement=agreement,
         keypoint_error=max_error("keypoints"),
     )  # fmt: skip
 
@@ -141,7 +149,7 @@ def compare_outputs(
     ``[C, H, W]`` by its argmax, ``panoptic_seg`` ``[H, W]`` by its ids."""
     comparison = (
         compare_detections(expected, actual, size)
-        if "boxes" in expected
+        if {"boxes", "rotated_boxes"} & set(expected)
         else Comparison(size=size, fields=())
     )
     changes: dict = {}

@@ -30,11 +30,6 @@ class DenseGraph(ExportGraph):
         super().__init__(model)
         if type(model) not in (RetinaNet, FCOS):
             raise ValueError(f"cannot export {type(model).__name__} (supported: RetinaNet, FCOS)")
-        constraints = {k: v for k, v in model.padding_constraints.items() if v}
-        if constraints:
-            raise ValueError(
-                f"cannot export padding constraints {constraints} (supported: size_divisibility)"
-            )
         self.anchors = GridAnchors(model.anchor_generator)
 
     def eager_outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from .check import Comparison, compare_outputs
 from .families import exportable_graph
-from .graph import OUTPUTS
+from .graph import OUTPUTS, ExportGraph
 from .runtime import load_exported
 
 __all__ = [
@@ -67,11 +67,12 @@ class ExportResult:
         return f"{self.model_file} ({self.format}): checked vs eager on {checks}"
 
 
-def _min_side(model: nn.Module) -> int:
-    """The smallest image side exported: the shape solver needs the coarsest feature map (and the
-    padding unit) to be at least 2 cells (65 px for stride 32)."""
+def _side_range(model: nn.Module, graph: ExportGraph) -> tuple[int, int]:
+    """The smallest and largest image side exported. The shape solver needs the coarsest feature map
+    (and the padding unit) to be at least 2 cells (65 px for stride 32); a model that pads every
+    image to a square (``graph.square_size``) takes images up to that side, others up to ``MAX_SIDE``."""
     strides = [shape.stride or 1 for shape in model.backbone.output_shape().values()]
-    return 2 * max(*strides, int(model.size_divisibility), 1) + 1
+    return 2 * max(*strides, graph.size_divisibility, 1) + 1, graph.square_size or MAX_SIDE
 
 
 def _second_size(image: torch.Tensor, min_side: int) -> torch.Tensor:
@@ -81,8 +82,11 @@ def _second_size(image: torch.Tensor, min_side: int) -> torch.Tensor:
     return F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
 
 
-def _capture(graph: nn.Module, format: str, sample: torch.Tensor, dynamic: bool, min_side: int, path: Path):
-    """Trace or export ``graph`` on ``sample`` and write the ``format`` file to ``path``."""
+def _capture(
+    graph: nn.Module, format: str, sample: torch.Tensor, dynamic: bool, sides: tuple[int, int], path: Path
+):
+    """Trace or export ``graph`` on ``sample`` (image sides in ``sides`` when ``dynamic``) and write
+    the ``format`` file to ``path``."""
     if format == "torchscript":
         with warnings.catch_warnings():
             # the traced Python checks are on static sizes (channels, class counts); the check below
@@ -93,8 +97,8 @@ def _capture(graph: nn.Module, format: str, sample: torch.Tensor, dynamic: bool,
         return
     dynamic_shapes = None
     if dynamic:
-        height = torch.export.Dim("height", min=min_side, max=MAX_SIDE)
-        width = torch.export.Dim("width", min=min_side, max=MAX_SIDE)
+        height = torch.export.Dim("height", min=sides[0], max=sides[1])
+        width = torch.export.Dim("width", min=sides[0], max=sides[1])
         dynamic_shapes = {"image": {1: height, 2: width}}
     program = torch.export.export(graph, (sample,), dynamic_shapes=dynamic_shapes, strict=False)
     if format == "exported-program":
@@ -127,8 +131,9 @@ def _quiet_onnx_exporter():
 
 
 def _spec(
-    model: nn.Module, graph: nn.Module, format: str, dynamic: bool, min_side: int, extra: dict[str, Any]
-) -> dict[str, Any]:
+    model: nn.Module, graph: ExportGraph, format: str, dynamic: bool, sides: tuple[int, int],
+    extra: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
     """The pre/post-processing the exported file expects (its JSON)."""
     from . import __version__
 
@@ -144,13 +149,19 @@ def _spec(
             "channel_format": model.input_format,
             "value_range": [0, 255],
             "dynamic_size": dynamic,
-            "min_side": min_side if dynamic else None,
-            "max_side": MAX_SIDE if dynamic else None,
+            "min_side": sides[0] if dynamic else None,
+            "max_side": sides[1] if dynamic else None,
             "normalization": "inside the model: (image - pixel_mean) / pixel_std",
             "pixel_mean": [round(v, 6) for v in model.pixel_mean.flatten().tolist()],
             "pixel_std": [round(v, 6) for v in model.pixel_std.flatten().tolist()],
-            "size_divisibility": int(model.size_divisibility),
-            "padding": "inside the model: zeros at the bottom/right up to a multiple of size_divisibility",
+            "size_divisibility": graph.size_divisibility,
+            "square_size": graph.square_size or None,
+            "padding": (
+                f"inside the model: zeros at the bottom/right up to {graph.square_size}x{graph.square_size}"
+                " (a fixed network input size: images may be at most that large)"
+                if graph.square_size
+                else "inside the model: zeros at the bottom/right up to a multiple of size_divisibility"
+            ),
         },
         "outputs": [{"name": name, **OUTPUTS[name]} for name in graph.output_names],
         **extra,
@@ -188,20 +199,20 @@ def export_model(
     model = model.eval()
     graph = exportable_graph(model, format).eval()
     names = list(graph.output_names)
-    min_side = _min_side(model)
+    sides = _side_range(model, graph)
     sample = sample.to(torch.float32)
-    if min(sample.shape[-2:]) < min_side:
+    if not sides[0] <= min(sample.shape[-2:]) <= max(sample.shape[-2:]) <= sides[1]:
         raise ValueError(
-            f"sample image is {tuple(sample.shape[-2:])}, expected sides of at least {min_side} px"
+            f"sample image is {tuple(sample.shape[-2:])}, expected sides of {sides[0]} to {sides[1]} px"
         )
     dynamic = dynamic or format == "torchscript"
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.dt-export-"))
     try:
         staged_model = staging / MODEL_FILES[format]
-        _capture(graph, format, sample, dynamic, min_side, staged_model)
+        _capture(graph, format, sample, dynamic, sides, staged_model)
         run = load_exported(staged_model, format, names)
-        images = [sample, _second_size(sample, min_side)] if dynamic else [sample]
+        images = [sample, _second_size(sample, sides[0])] if dynamic else [sample]
         comparisons = tuple(
             compare_outputs(graph.eager_outputs(image), run(image), tuple(image.shape[-2:]))
             for image in images
@@ -211,7 +222,7 @@ def export_model(
             raise ExportCheckError(
                 f"exported {format} model differs from the eager model: {'; '.join(failed)}"
             )
-        spec = _spec(model, graph, format, dynamic, min_side, dict(spec_extra or {}))
+        spec = _spec(model, graph, format, dynamic, sides, dict(spec_extra or {}))
         spec["check"] = [attrs.asdict(c) | {"ok": c.ok} for c in comparisons]
         (staging / spec_file_name(format)).write_text(json.dumps(spec, indent=2) + "\n")
         output_dir.mkdir(parents=True, exist_ok=True)

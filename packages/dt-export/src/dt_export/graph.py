@@ -18,14 +18,24 @@ from torch import nn
 from torch.nn import functional as F
 
 from dt_models.anchor_generator import DefaultAnchorGenerator
+from dt_models.rotated_anchor_generator import RotatedAnchorGenerator
 
-__all__ = ["OUTPUTS", "ExportGraph", "GridAnchors", "eager_instance_outputs", "top_k"]
+__all__ = ["OUTPUTS", "PADDING_CONSTRAINTS", "ExportGraph", "GridAnchors", "eager_instance_outputs", "top_k"]
+
+PADDING_CONSTRAINTS = ("size_divisibility", "square_size")
+"""The ``padding_constraints`` of ``ImageList.from_tensors`` a graph reproduces."""
 
 OUTPUTS: dict[str, dict] = {
     "boxes": {
         "shape": ["R", 4],
         "dtype": "float32",
         "meaning": "XYXY_ABS, input image pixels; divide by the resize scale for the original",
+    },
+    "rotated_boxes": {
+        "shape": ["R", 5],
+        "dtype": "float32",
+        "meaning": "XYWHA_ABS: center x, center y, width, height in input image pixels, angle in degrees "
+        "counter-clockwise in [-180, 180)",
     },
     "scores": {"shape": ["R"], "dtype": "float32", "meaning": "decreasing"},
     "classes": {"shape": ["R"], "dtype": "int64", "meaning": "index into class_names"},
@@ -72,11 +82,13 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def eager_instance_outputs(model: nn.Module, image: torch.Tensor, names: tuple[str, ...]) -> dict:
     """The eager ``instances`` of ``model`` on ``image`` ``Tensor[C, H, W]`` by output name
-    (``keypoints`` ``[R, K, 3]`` for ``keypoint_heatmaps``): R-CNN's and dense detectors' fields."""
+    (``keypoints`` ``[R, K, 3]`` for ``keypoint_heatmaps``): R-CNN's and dense detectors' fields
+    (``rotated_boxes``: rotated R-CNN's ``RotatedBoxes``)."""
     with torch.no_grad():
         instances = model([{"image": image}])[0]["instances"]
     fields = {
         "boxes": lambda: instances.pred_boxes.tensor,
+        "rotated_boxes": lambda: instances.pred_boxes.tensor,
         "scores": lambda: instances.scores,
         "classes": lambda: instances.pred_classes,
         "masks": lambda: instances.pred_masks,
@@ -86,10 +98,11 @@ def eager_instance_outputs(model: nn.Module, image: torch.Tensor, names: tuple[s
 
 
 class GridAnchors(nn.Module):
-    """The anchors of a ``DefaultAnchorGenerator`` computed from each feature map's size in the graph
-    (the eager generator caches them by size in Python, which a graph cannot)."""
+    """The anchors of a ``DefaultAnchorGenerator`` (XYXY) or ``RotatedAnchorGenerator`` (XYWHA)
+    computed from each feature map's size in the graph (the eager generator caches them by size in
+    Python, which a graph cannot)."""
 
-    def __init__(self, generator: DefaultAnchorGenerator) -> None:
+    def __init__(self, generator: DefaultAnchorGenerator | RotatedAnchorGenerator) -> None:
         super().__init__()
         self.strides = list(generator.strides)
         self.offset = float(generator.offset)
@@ -97,8 +110,8 @@ class GridAnchors(nn.Module):
             self.register_buffer(f"cell_{level}", cell.clone(), persistent=False)
 
     def forward(self, level: int, feature: torch.Tensor) -> torch.Tensor:
-        """XYXY anchors of ``feature`` ``Tensor[N, C, Hi, Wi]`` at ``level`` -> ``Tensor[Hi*Wi*A, 4]``
-        (row, column, cell anchor order, as ``DefaultAnchorGenerator``)."""
+        """The anchors of ``feature`` ``Tensor[N, C, Hi, Wi]`` at ``level`` -> ``Tensor[Hi*Wi*A, B]``
+        (row, column, cell anchor order, as the generator; ``B`` 4 XYXY or 5 XYWHA)."""
         stride = self.strides[level]
         height, width = feature.shape[-2:]
         start = self.offset * stride
@@ -106,9 +119,13 @@ class GridAnchors(nn.Module):
         shifts_y = torch.arange(height, dtype=torch.float32, device=feature.device) * stride + start
         shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")
         shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)
-        shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)  # [Hi*Wi, 4]
-        cell = getattr(self, f"cell_{level}")  # [A, 4]
-        return (shifts[:, None, :] + cell[None, :, :]).reshape(-1, 4)
+        cell = getattr(self, f"cell_{level}")  # [A, B]
+        if cell.shape[1] == 5:  # rotated: only the center moves
+            zeros = torch.zeros_like(shift_x)
+            shifts = torch.stack((shift_x, shift_y, zeros, zeros, zeros), dim=1)  # [Hi*Wi, 5]
+        else:
+            shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)  # [Hi*Wi, 4]
+        return (shifts[:, None, :] + cell[None, :, :]).reshape(-1, cell.shape[1])
 
 
 class ExportGraph(nn.Module, abc.ABC):
@@ -123,18 +140,30 @@ class ExportGraph(nn.Module, abc.ABC):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        constraints = {k: v for k, v in model.padding_constraints.items() if v}
+        unknown = set(constraints) - set(PADDING_CONSTRAINTS)
+        if unknown:
+            supported = ", ".join(PADDING_CONSTRAINTS)
+            raise ValueError(f"cannot export padding constraints {constraints} (supported: {supported})")
+        self.size_divisibility = int(constraints.get("size_divisibility", model.size_divisibility))
+        # the side of the square every image is padded to (ViTDet's square_pad), 0 if none: the
+        # network then always sees that size and images may be at most that large
+        self.square_size = int(constraints.get("square_size", 0))
 
     def normalize_and_pad(self, image: torch.Tensor) -> torch.Tensor:
-        """``Tensor[C, H, W]`` -> normalized ``Tensor[1, C, H', W']`` padded with
-        zeros at the bottom/right to the model's size divisibility (as ``ImageList.from_tensors``)."""
+        """``Tensor[C, H, W]`` -> normalized ``Tensor[1, C, H', W']`` padded with zeros at the
+        bottom/right to ``square_size`` (if any), then to a multiple of the size divisibility (as
+        ``ImageList.from_tensors``)."""
         model = self.model
         x = (image.to(torch.float32) - model.pixel_mean) / model.pixel_std
-        divisor = model.size_divisibility
+        height, width = x.shape[-2:]
+        padded_h, padded_w = (self.square_size,) * 2 if self.square_size else (height, width)
+        divisor = self.size_divisibility
         if divisor > 1:
-            height, width = x.shape[-2:]
             # written as divisor * ceil(size / divisor) so the shape solver sees a multiple of divisor
-            padded_h = (height + divisor - 1) // divisor * divisor
-            padded_w = (width + divisor - 1) // divisor * divisor
+            padded_h = (padded_h + divisor - 1) // divisor * divisor
+            padded_w = (padded_w + divisor - 1) // divisor * divisor
+        if self.square_size or divisor > 1:
             x = F.pad(x, (0, padded_w - width, 0, padded_h - height))
         return x[None]
 

@@ -10,13 +10,19 @@ exported model needs no custom-op library in onnxruntime:
   decreasing score order, as dt's do.
 - ``dt::batched_nms`` -> the same on boxes shifted by ``class * (max coordinate + 1)``, so boxes of
   different classes never overlap (torchvision's coordinate offset trick).
+
+One aten op is translated here as well: ``scaled_dot_product_attention`` on 3-D inputs (dt's ViT and
+MViTv2 attend over ``[B * heads, N, head_dim]``), which torch.onnx's own translation refuses (it takes
+4-D inputs only): that translation on a leading axis of size 1.
 """
 
 from __future__ import annotations
 
+import onnx_ir
 import torch
 from onnxscript import FLOAT, INT64
 from onnxscript import opset18 as op
+from onnxscript.function_libs.torch_lib.ops.nn import aten_scaled_dot_product_attention
 
 __all__ = ["ONNX_OPSET", "ONNX_TRANSLATIONS"]
 
@@ -64,7 +70,32 @@ def dt_roi_align(
     )  # fmt: skip
 
 
+def _with_leading_axis(tensor):
+    """``tensor`` ``[...]`` as ``[1, ...]``, its shape known to the translation functions that read it."""
+    out = op.Unsqueeze(tensor, [0])
+    out.shape = onnx_ir.Shape([1, *tensor.shape])
+    return out
+
+
+def scaled_dot_product_attention(
+    query: FLOAT, key: FLOAT, value: FLOAT, attn_mask: FLOAT | None = None, dropout_p: float = 0.0,
+    is_causal: bool = False, scale: float | None = None, enable_gqa: bool = False,
+) -> FLOAT:  # fmt: skip
+    if len(query.shape) != 3:
+        return aten_scaled_dot_product_attention(
+            query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa
+        )
+    query, key, value = (_with_leading_axis(t) for t in (query, key, value))  # [1, B, N, D]
+    if attn_mask is not None:
+        attn_mask = _with_leading_axis(attn_mask)
+    out = aten_scaled_dot_product_attention(
+        query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa
+    )
+    return op.Squeeze(out, [0])
+
+
 ONNX_TRANSLATIONS = {
+    torch.ops.aten.scaled_dot_product_attention.default: scaled_dot_product_attention,
     torch.ops.dt.nms.default: dt_nms,
     torch.ops.dt.batched_nms.default: dt_batched_nms,
     torch.ops.dt.roi_align.default: dt_roi_align,

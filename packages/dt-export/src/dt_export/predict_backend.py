@@ -4,10 +4,11 @@ group, so dt-engine needs no import of dt-export).
 
 ``ExportedModel([{"image", "height", "width"}])`` runs the file on each resized image (through
 :func:`dt_export.runtime.load_exported`) and returns the eager model's output dicts at the original
-``height``/``width``: ``instances`` (boxes and keypoints scaled, masks resized with nearest
-neighbours; the eager model pastes them at the original size, so edge pixels may differ),
-``sem_seg`` (bilinear, as the eager ``sem_seg_postprocess``) and ``panoptic_seg`` (ids resized with
-nearest neighbours, with the segments of its ``segments`` table).
+``height``/``width``: ``instances`` (boxes and keypoints scaled; rotated boxes scaled, clipped and
+the empty ones dropped, as the eager model does; masks resized with nearest neighbours: the eager
+model pastes them at the original size, so edge pixels may differ), ``sem_seg`` (bilinear, as the
+eager ``sem_seg_postprocess``) and ``panoptic_seg`` (ids resized with nearest neighbours, with the
+segments of its ``segments`` table).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dt_structures import Boxes, Instances
+from dt_structures import Boxes, Instances, RotatedBoxes
 
 from .runtime import load_exported
 
@@ -37,9 +38,14 @@ BACKEND_FORMATS = {
 def _instances(outputs: dict[str, torch.Tensor], size: tuple[int, int], height: int, width: int) -> Instances:
     scale_x, scale_y = width / size[1], height / size[0]
     result = Instances((height, width))
-    result.pred_boxes = Boxes(outputs["boxes"] * torch.tensor([scale_x, scale_y, scale_x, scale_y]))
     result.scores = outputs["scores"]
     result.pred_classes = outputs["classes"].long()
+    if "rotated_boxes" in outputs:  # as the eager detector_postprocess: scaled, clipped, empty ones dropped
+        boxes = RotatedBoxes(outputs["rotated_boxes"]).scaled(scale_x, scale_y)
+        boxes.clip((height, width))
+        result.pred_boxes = boxes
+        return result[boxes.nonempty()]
+    result.pred_boxes = Boxes(outputs["boxes"] * torch.tensor([scale_x, scale_y, scale_x, scale_y]))
     if "masks" in outputs:
         masks = outputs["masks"].to(torch.uint8)[:, None]  # [R, 1, H', W']
         resized = F.interpolate(masks, size=(height, width), mode="nearest") if len(masks) else masks
@@ -91,7 +97,7 @@ class ExportedModel(nn.Module):
             height, width = item.get("height", size[0]), item.get("width", size[1])
             outputs = self.run(image)
             result: dict[str, Any] = {}
-            if "boxes" in outputs:
+            if "boxes" in outputs or "rotated_boxes" in outputs:
                 result["instances"] = _instances(outputs, size, height, width)
             if "sem_seg" in outputs:
                 sem_seg = outputs["sem_seg"][None].float()

@@ -50,9 +50,6 @@ def _predictors(heads: nn.Module) -> list[nn.Module]:
 def unsupported_rcnn_parts(model: GeneralizedRCNN) -> list[str]:
     """What in ``model`` this graph cannot express (empty: exportable)."""
     problems = []
-    constraints = {k: v for k, v in model.padding_constraints.items() if v}
-    if constraints:
-        problems.append(f"padding constraints {constraints} (supported: size_divisibility)")
     if type(model.proposal_generator) is not RPN:
         problems.append(f"proposal generator {type(model.proposal_generator).__name__} (supported: RPN)")
     heads = model.roi_heads
@@ -79,20 +76,17 @@ def unsupported_rcnn_parts(model: GeneralizedRCNN) -> list[str]:
 
 
 def _pool(pooler: ROIPooler, features: list[torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
-    """``ROIPooler`` of one image's ``boxes`` ``Tensor[R, 4]`` -> ``Tensor[R, C, S, S]``, every level
-    pooled for the boxes assigned to it (an empty level pools nothing instead of being skipped)."""
-    rois = torch.cat([boxes.new_zeros((boxes.shape[0], 1)), boxes], dim=1)  # [R, 5]
+    """``ROIPooler`` of one image's ``boxes`` ``Tensor[R, 4]`` (rotated: ``[R, 5]``) ->
+    ``Tensor[R, C, S, S]``, every level pooled for the boxes assigned to it (an empty level pools
+    nothing instead of being skipped)."""
+    rois = torch.cat([boxes.new_zeros((boxes.shape[0], 1)), boxes], dim=1)  # [R, 5] (rotated: 6)
     levels = assign_boxes_to_levels(
         [boxes], pooler.min_level, pooler.max_level, pooler.canonical_box_size, pooler.canonical_level
     )
     output = features[0].new_zeros((boxes.shape[0], features[0].shape[1], *pooler.output_size))
     for level, (feature, level_pooler) in enumerate(zip(features, pooler.level_poolers, strict=True)):
         inds = torch.nonzero(levels == level).squeeze(1)
-        pooled = dt_ops.roi_align(
-            feature, rois[inds], level_pooler.output_size, level_pooler.spatial_scale,
-            level_pooler.sampling_ratio, aligned=level_pooler.kind == "ROIAlignV2",
-        )  # fmt: skip
-        output = output.index_put((inds,), pooled)
+        output = output.index_put((inds,), level_pooler(feature, rois[inds]))
     return output
 
 
@@ -103,11 +97,19 @@ def _class_probabilities(predictor: FastRCNNOutputLayers, logits: torch.Tensor) 
 
 class RCNNGraph(ExportGraph):
     """The inference of a ``GeneralizedRCNN`` (RPN; standard, cascade or C4 ROI heads; optional mask
-    and keypoint branches) on one image, as a graph without data-dependent Python control flow."""
+    and keypoint branches) on one image, as a graph without data-dependent Python control flow.
+
+    The box operations (``box_dim``, :meth:`clip`, :meth:`nonempty`, :meth:`batched_nms`,
+    :meth:`postprocess`) are those of XYXY boxes; :class:`~dt_export.rotated_rcnn.RotatedRCNNGraph`
+    replaces them with their rotated counterparts.
+    """
+
+    box_dim = 4
+    unsupported_parts = staticmethod(unsupported_rcnn_parts)
 
     def __init__(self, model: GeneralizedRCNN) -> None:
         super().__init__(model)
-        problems = unsupported_rcnn_parts(model)
+        problems = self.unsupported_parts(model)
         if problems:
             raise ValueError(f"cannot export {type(model).__name__}: {'; '.join(problems)}")
         self.anchors = GridAnchors(model.proposal_generator.anchor_generator)
@@ -122,8 +124,27 @@ class RCNNGraph(ExportGraph):
     def eager_outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return eager_instance_outputs(self.model, image, self.output_names)
 
+    def clip(self, boxes: torch.Tensor, image_size: tuple) -> torch.Tensor:
+        """``boxes`` ``Tensor[N, box_dim]`` clipped to the image."""
+        return clip_boxes(boxes, image_size)
+
+    def nonempty(self, boxes: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
+        """``Tensor[N]`` bool: both sides of the box longer than ``threshold``."""
+        return nonempty_boxes(boxes, threshold)
+
+    def batched_nms(
+        self, boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, threshold: float
+    ) -> torch.Tensor:
+        """Kept indices ``Tensor[K]`` of NMS per ``idxs``, by decreasing score."""
+        return dt_ops.batched_nms(boxes, scores, idxs, threshold)
+
+    def postprocess(self, boxes: torch.Tensor, image_size: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        """``detector_postprocess`` at scale 1 of the (clipped) detections: the boxes and the indices
+        of the non-empty ones."""
+        return boxes, torch.nonzero(self.nonempty(boxes)).squeeze(1)
+
     def _proposals(self, features: dict[str, torch.Tensor], image_size: tuple) -> torch.Tensor:
-        """RPN proposals ``Tensor[P, 4]`` by decreasing objectness (as ``find_top_rpn_proposals``)."""
+        """RPN proposals ``Tensor[P, box_dim]`` by decreasing objectness (as ``find_top_rpn_proposals``)."""
         rpn = self.model.proposal_generator
         feats = [features[f] for f in rpn.in_features]
         logits, deltas = rpn.rpn_head(feats)
@@ -131,7 +152,8 @@ class RCNNGraph(ExportGraph):
         boxes, scores, levels = [], [], []
         for level, (feature, logit, delta) in enumerate(zip(feats, logits, deltas, strict=True)):
             logit = logit[0].permute(1, 2, 0).reshape(-1)  # [Hi*Wi*A]
-            delta = delta[0].view(-1, 4, *delta.shape[-2:]).permute(2, 3, 0, 1).reshape(-1, 4)
+            delta = delta[0].view(-1, self.box_dim, *delta.shape[-2:]).permute(2, 3, 0, 1)
+            delta = delta.reshape(-1, self.box_dim)  # [Hi*Wi*A, box_dim]
             proposals = rpn.box2box_transform.apply_deltas(delta, self.anchors(level, feature))
             top_scores, top_idx = top_k(logit, pre_nms_topk)
             boxes.append(proposals[top_idx])
@@ -139,10 +161,10 @@ class RCNNGraph(ExportGraph):
             levels.append(torch.full_like(top_idx, level))
         boxes, scores, levels = torch.cat(boxes), torch.cat(scores), torch.cat(levels)
         valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores)
-        boxes = clip_boxes(boxes, image_size)
-        keep = torch.nonzero(valid & nonempty_boxes(boxes, rpn.min_box_size)).squeeze(1)
+        boxes = self.clip(boxes, image_size)
+        keep = torch.nonzero(valid & self.nonempty(boxes, rpn.min_box_size)).squeeze(1)
         boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
-        keep = dt_ops.batched_nms(boxes, scores, levels, rpn.nms_thresh)[:post_nms_topk]
+        keep = self.batched_nms(boxes, scores, levels, rpn.nms_thresh)[:post_nms_topk]
         return boxes[keep]
 
     def _res5(self, features: dict[str, torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
@@ -153,7 +175,8 @@ class RCNNGraph(ExportGraph):
     def _box_predictions(
         self, features: dict[str, torch.Tensor], proposals: torch.Tensor, image_size: tuple
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decoded boxes ``Tensor[P, K*4]`` (or ``[P, 4]``) and class probabilities ``[P, K+1]``."""
+        """Decoded boxes ``Tensor[P, K*box_dim]`` (or ``[P, box_dim]``) and class probabilities
+        ``[P, K+1]``."""
         heads = self.model.roi_heads
         if isinstance(heads, Res5ROIHeads):
             predictor = heads.box_predictor
@@ -180,13 +203,14 @@ class RCNNGraph(ExportGraph):
         boxes, scores = self._box_predictions(features, proposals, image_size)
         valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)  # [P]
         scores = scores[:, :-1]
-        num_reg_classes = boxes.shape[1] // 4
-        boxes = clip_boxes(boxes.reshape(-1, 4), image_size).view(-1, num_reg_classes, 4)  # [P, K, 4]
+        num_reg_classes = boxes.shape[1] // self.box_dim
+        boxes = self.clip(boxes.reshape(-1, self.box_dim), image_size)
+        boxes = boxes.view(-1, num_reg_classes, self.box_dim)  # [P, K, box_dim]
         candidates = torch.nonzero((scores > predictor.test_score_thresh) & valid[:, None])  # [M, 2]
         proposal_idx, classes = candidates[:, 0], candidates[:, 1]
         boxes = boxes[proposal_idx, classes if num_reg_classes > 1 else torch.zeros_like(classes)]
         scores = scores[proposal_idx, classes]
-        keep = dt_ops.batched_nms(boxes, scores, classes, predictor.test_nms_thresh)
+        keep = self.batched_nms(boxes, scores, classes, predictor.test_nms_thresh)
         if predictor.test_topk_per_image >= 0:
             keep = keep[: predictor.test_topk_per_image]
         return boxes[keep], scores[keep], classes[keep]
@@ -208,7 +232,7 @@ class RCNNGraph(ExportGraph):
         height, width = image_size
         proposals = self._proposals(features, image_size)
         boxes, scores, classes = self._detections(features, proposals, image_size)
-        keep = torch.nonzero(nonempty_boxes(boxes)).squeeze(1)  # detector_postprocess at scale 1
+        boxes, keep = self.postprocess(boxes, image_size)
         boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
         outputs = [boxes, scores, classes]
         for name in self.branch_names:

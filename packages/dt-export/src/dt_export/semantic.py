@@ -9,7 +9,6 @@ Output: ``sem_seg`` ``Tensor[C, H, W]``, the head's logits cropped to the input 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from .graph import ExportGraph
 
@@ -28,14 +27,6 @@ class SemanticGraph(ExportGraph):
     """``model.sem_seg_head`` on the backbone features of one image, cropped to it."""
 
     output_names = ("sem_seg",)
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__(model)
-        constraints = {k: v for k, v in model.padding_constraints.items() if v}
-        if constraints:
-            raise ValueError(
-                f"cannot export padding constraints {constraints} (supported: size_divisibility)"
-            )
 
     def eager_outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
