@@ -60,5 +60,6 @@ def test_brief_training_raises_the_metric(config, tmp_path):
         assert main(["train", "--config", str(path), *overrides]) == 0
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     values = [d[metric] for d in lines if metric in d]
+    print(f"{config}: {metric} at iterations 50/100/150: {[round(v, 2) for v in values]}")
     assert len(values) == 3, values
     assert values[-1] > values[0] and values[-1] > 0, values
