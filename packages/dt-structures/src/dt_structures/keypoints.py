@@ -147,39 +147,18 @@ def heatmaps_to_keypoints(maps: torch.Tensor, rois: Boxes | torch.Tensor) -> tor
         raise ValueError(f"maps has {maps.shape[0]} ROIs but rois has {rois.shape[0]} boxes")
     maps = maps.detach()
     rois = rois.detach()
-
-    offset_x = rois[:, 0]
-    offset_y = rois[:, 1]
-    widths = (rois[:, 2] - rois[:, 0]).clamp(min=1)
-    heights = (rois[:, 3] - rois[:, 1]).clamp(min=1)
-    widths_ceil = widths.ceil()
-    heights_ceil = heights.ceil()
-    width_corrections = widths / widths_ceil
-    height_corrections = heights / heights_ceil
-
-    num_rois, num_keypoints = maps.shape[:2]
-    xy_preds = maps.new_zeros(num_rois, num_keypoints, 4)
-    keypoints_idx = torch.arange(num_keypoints, device=maps.device)
-    for i in range(num_rois):
-        outsize = (int(heights_ceil[i]), int(widths_ceil[i]))
-        roi_map = F.interpolate(maps[[i]], size=outsize, mode="bicubic", align_corners=False)
-        roi_map = roi_map.reshape(roi_map.shape[1:])  # [K, h, w]
-
-        max_score = roi_map.view(num_keypoints, -1).max(1).values.view(num_keypoints, 1, 1)
-        tmp_full_resolution = (roi_map - max_score).exp_()
-        tmp_pool_resolution = (maps[i] - max_score).exp_()
-        # normalized over the pooled H x W, so scores of objects of different sizes are comparable
-        roi_map_scores = tmp_full_resolution / tmp_pool_resolution.sum((1, 2), keepdim=True)
-
-        w = roi_map.shape[2]
-        pos = roi_map.view(num_keypoints, -1).argmax(1)
-        x_int = pos % w
-        y_int = (pos - x_int) // w
-        x = (x_int.float() + 0.5) * width_corrections[i]
-        y = (y_int.float() + 0.5) * height_corrections[i]
-
-        xy_preds[i, :, 0] = x + offset_x[i]
-        xy_preds[i, :, 1] = y + offset_y[i]
-        xy_preds[i, :, 2] = roi_map[keypoints_idx, y_int, x_int]
-        xy_preds[i, :, 3] = roi_map_scores[keypoints_idx, y_int, x_int]
-    return xy_preds
+    num_rois, num_keypoints, height, width = maps.shape
+    sizes = torch.stack([rois[:, 2] - rois[:, 0], rois[:, 3] - rois[:, 1]], 1).clamp(min=1)  # [R, 2] w, h
+    cells = sizes.ceil()
+    # Only the peak of each resized map is needed: its value is the logit, its softmax score is
+    # exp(0) over the pooled map's normaliser, so the resized map is never exponentiated.
+    peak_logit = maps.new_zeros(num_rois, num_keypoints)
+    peak_index = torch.zeros(num_rois, num_keypoints, dtype=torch.int64, device=maps.device)
+    for i, (cells_w, cells_h) in enumerate(cells.tolist()):
+        resized = F.interpolate(maps[i : i + 1], size=(int(cells_h), int(cells_w)), mode="bicubic")
+        peak_logit[i], peak_index[i] = resized.reshape(num_keypoints, -1).max(1)
+    normaliser = (maps - peak_logit[:, :, None, None]).exp().sum((2, 3))  # [R, K]
+    columns = cells[:, 0:1].long()
+    cell_xy = torch.stack([peak_index % columns, peak_index // columns], -1).to(maps.dtype)  # [R, K, 2]
+    xy = (cell_xy + 0.5) * (sizes / cells)[:, None, :] + rois[:, None, :2]
+    return torch.cat([xy, peak_logit[..., None], normaliser.reciprocal()[..., None]], -1)
