@@ -44,7 +44,7 @@ def export_args(family: str, format: str, output: Path, **changes) -> argparse.N
     config, weights, overrides = FAMILIES[family]
     values = dict(
         format=format, config=str(config), weights=str(weights), output=str(output), sample_image=None,
-        dynamic=True, overrides=list(overrides), debug=False,
+        dynamic=True, dynamic_batch=False, aot_inductor=False, overrides=list(overrides), debug=False,
     )  # fmt: skip
     values.update(changes)
     return argparse.Namespace(**values)

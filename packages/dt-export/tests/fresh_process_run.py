@@ -1,5 +1,7 @@
 """Run an exported model the way a deployment does: ``python -I -S fresh_process_run.py SITE MODEL
-FORMAT IMAGES OUT`` with only ``SITE`` (torch, dt-ops and their dependencies) on ``sys.path``."""
+FORMAT IMAGES OUT`` with only ``SITE`` (torch, dt-ops and their dependencies) on ``sys.path``; FORMAT
+``exported-program``, ``torchscript`` or ``aot-inductor`` (an AOTInductor package, fed contiguous
+images as its JSON says)."""
 
 import sys
 
@@ -16,7 +18,14 @@ import torch  # noqa: E402
 
 import dt_ops  # noqa: E402, F401  (registers torch.ops.dt.*)
 
-if format == "exported-program":
+if format == "aot-inductor":
+    from torch._inductor import aoti_load_package
+
+    package = aoti_load_package(model_file)
+
+    def model(image):
+        return package(image.contiguous())
+elif format == "exported-program":
     model = torch.export.load(model_file).module()
 else:
     model = torch.jit.load(model_file)

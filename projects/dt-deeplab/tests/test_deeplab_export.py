@@ -1,6 +1,7 @@
 """``dt export`` of a narrow ``DeepLabSegmentor`` (the family dt-deeplab registers through the
 ``dt_export.family`` entry point): the graph and every exported format give the eager semantic labels
-on two image sizes (>= 99.9 % of pixels)."""
+on two image sizes (>= 99.9 % of pixels), also as a batch of same-size images
+(``--dynamic-batch``)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,34 @@ def test_the_entry_point_family_exports_the_eager_labels():
     graph = exportable_graph(model, "onnx").eval()
     assert graph.output_names == ("sem_seg",)
     _check(graph, images, graph.named_outputs)
+
+
+def _check_batch(graph, images, run) -> None:
+    """Batches of 3 different same-size images at each size: image by image the eager labels."""
+    for image in images:
+        batch = torch.stack([image, image.flip(-1), 255 - image])
+        outputs = run(batch)["sem_seg"]
+        assert outputs.shape[:1] == (3,)
+        for one, output in zip(batch, outputs, strict=True):
+            comparison = compare_outputs(graph.eager_outputs(one), {"sem_seg": output}, tuple(one.shape[-2:]))
+            assert comparison.ok, comparison.describe()
+
+
+def test_the_entry_point_family_exports_a_batch():
+    model, images = _model_and_images()
+    graph = exportable_graph(model, "onnx", dynamic_batch=True).eval()
+    assert graph.batched
+    _check_batch(graph, images, graph.named_outputs)
+
+
+@pytest.mark.slow
+def test_a_dynamic_batch_export_of_deeplab_gives_the_eager_labels(tmp_path):
+    model, images = _model_and_images()
+    result = export_model(
+        model, "exported-program", tmp_path / "out", images[0], dynamic=True, dynamic_batch=True
+    )
+    graph = exportable_graph(model, "exported-program", dynamic_batch=True)
+    _check_batch(graph, images, load_exported(result.model_file, "exported-program", graph.output_names))
 
 
 @pytest.mark.slow

@@ -38,6 +38,15 @@ def test_the_entry_point_family_exports_the_eager_panoptic_ids():
     _check(graph, images, graph.named_outputs)
 
 
+def test_square_padding_exports_the_eager_panoptic_ids():
+    """dt-export's own padding check covers this family: a square pad (ViTDet's) is reproduced."""
+    model, images = _model_and_images()
+    model.padding_constraints = {"square_size": 160}
+    graph = exportable_graph(model, "onnx").eval()
+    assert graph.square_size == 160
+    _check(graph, images, graph.named_outputs)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("format", ["onnx", "exported-program", "torchscript"])
 def test_exported_panoptic_deeplab_gives_the_eager_panoptic_ids(format, tmp_path):

@@ -28,10 +28,12 @@ class Comparison:
     """Exported vs eager on one image: detection counts, whether classes are equal, the largest box,
     score and keypoint differences, the fraction of equal mask pixels, of equal semantic labels
     (argmax) and of equal panoptic ids. Fields a model does not output keep their perfect value;
-    ``fields`` names the outputs compared."""
+    ``fields`` names the outputs compared; ``index`` is the image's place in a batch (``None``: the
+    export takes one image)."""
 
     size: tuple[int, int]
     fields: tuple[str, ...]
+    index: int | None = None
     count: int = 0
     expected_count: int = 0
     classes_equal: bool = True
@@ -72,7 +74,8 @@ class Comparison:
             parts.append(f"semantic labels {100 * self.semantic_agreement:.2f}%")
         if "panoptic_seg" in self.fields:
             parts.append(f"panoptic ids {100 * self.panoptic_agreement:.2f}%")
-        return f"{height}x{width}: {', '.join(parts)}"
+        where = "" if self.index is None else f" (batch image {self.index})"
+        return f"{height}x{width}{where}: {', '.join(parts)}"
 
 
 def _box_field(outputs: dict[str, torch.Tensor]) -> str:

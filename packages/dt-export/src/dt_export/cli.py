@@ -26,7 +26,10 @@ class ExportCommand:
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--format", required=True, metavar="F", help=f"one of {', '.join(FORMATS)}")
+        parser.add_argument(
+            "--format", required=True, metavar="F",
+            help=f"one of {', '.join(FORMATS)} (torchscript is a trace; scripting is not offered)",
+        )  # fmt: skip
         parser.add_argument(
             "--config", required=True, metavar="FILE", help="experiment config (e.g. output/config.yaml)"
         )
@@ -36,12 +39,32 @@ class ExportCommand:
             "--sample-image", metavar="IMG", help="image to trace and check on (default: a synthetic one)"
         )
         parser.add_argument("--dynamic", action="store_true", help="accept any image height and width")
+        parser.add_argument(
+            "--dynamic-batch",
+            action="store_true",
+            help="take a batch Tensor[B, C, H, W] of same-size images, any B (semantic families)",
+        )
+        parser.add_argument(
+            "--aot-inductor",
+            action="store_true",
+            help="with --format exported-program: compile it with AOTInductor (needs a C++ compiler)",
+        )
         parser.add_argument("overrides", nargs="*", metavar="key.path=value", help="config overrides")
         parser.add_argument("--debug", action="store_true", help="show the traceback of an input error")
 
     def run(self, args: argparse.Namespace) -> int:
+        if args.format not in FORMATS and "script" in args.format.lower():
+            raise InputError(
+                f"--format {args.format!r}: TorchScript scripting is not offered (torch.jit.script does "
+                "not read dt's annotations); --format torchscript traces the flat graph"
+            )
         if args.format not in FORMATS:
             raise InputError(f"--format {args.format!r} is unknown; expected one of {', '.join(FORMATS)}")
+        if args.aot_inductor and args.format != "exported-program":
+            raise InputError(
+                f"--aot-inductor compiles an exported program, not {args.format}: "
+                "use --format exported-program"
+            )
         import sys
 
         from .experiment import export_experiment

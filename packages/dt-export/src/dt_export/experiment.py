@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,10 @@ def _load_checked_weights(model: torch.nn.Module, weights: Path) -> None:
 
 def export_experiment(args: argparse.Namespace) -> ExportResult:
     """Check every input (config, weights, output folder, sample image, family), then export."""
+    if args.aot_inductor and shutil.which(os.environ.get("CXX", "g++")) is None:
+        raise InputError(
+            f"--aot-inductor needs a C++ compiler: {os.environ.get('CXX', 'g++')} (or $CXX) not found"
+        )
     if args.format == "onnx":
         missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
         if missing:
@@ -85,7 +91,7 @@ def export_experiment(args: argparse.Namespace) -> ExportResult:
         image = synthetic_sample(side, side * 4 // 3)
     model = build_model(cfg.model, torch.device("cpu")).eval()
     try:
-        exportable_graph(model, args.format)
+        exportable_graph(model, args.format, dynamic_batch=args.dynamic_batch, aot_inductor=args.aot_inductor)
     except ValueError as err:
         raise InputError(str(err)) from None
     _load_checked_weights(model, weights)
@@ -99,4 +105,7 @@ def export_experiment(args: argparse.Namespace) -> ExportResult:
             "max_size": cfg.data.input.max_size_test,
         },
     }
-    return export_model(model, args.format, output, sample, dynamic=args.dynamic, spec_extra=extra)
+    return export_model(
+        model, args.format, output, sample, dynamic=args.dynamic, dynamic_batch=args.dynamic_batch,
+        aot_inductor=args.aot_inductor, spec_extra=extra,
+    )  # fmt: skip

@@ -1,5 +1,6 @@
-"""``export_model``: write a model as ONNX, ``.pt2`` or TorchScript with a JSON of its pre/post-processing,
-after running the written file on sample images and comparing it with the eager model.
+"""``export_model``: write a model as ONNX, ``.pt2`` (an ExportedProgram, or its AOTInductor
+compilation) or TorchScript with a JSON of its pre/post-processing, after running the written file on
+sample images and comparing it with the eager model.
 
 Everything is written into a staging folder next to the output folder and moved into place only
 once the check passed, so a failed export leaves nothing behind.
@@ -26,25 +27,34 @@ from torch.nn import functional as F
 from .check import Comparison, compare_outputs
 from .families import exportable_graph
 from .graph import OUTPUTS, ExportGraph
-from .runtime import load_exported
+from .runtime import Runner, load_exported
 
 __all__ = [
+    "AOT_INDUCTOR_FILE",
     "FORMATS",
     "MODEL_FILES",
     "ExportCheckError",
     "ExportResult",
     "export_model",
+    "model_file_name",
     "spec_file_name",
 ]
 
 FORMATS = ("onnx", "exported-program", "torchscript")
 MODEL_FILES = {"onnx": "model.onnx", "exported-program": "model.pt2", "torchscript": "model.ts"}
+AOT_INDUCTOR_FILE = "model.aoti.pt2"
 MAX_SIDE = 8192
 
 
-def spec_file_name(format: str) -> str:
-    """The JSON next to the model file: ``model.onnx.json``, ``model.pt2.json``, ``model.ts.json``."""
-    return f"{MODEL_FILES[format]}.json"
+def model_file_name(format: str, aot_inductor: bool = False) -> str:
+    """``MODEL_FILES[format]``, or ``AOT_INDUCTOR_FILE`` for an AOTInductor package."""
+    return AOT_INDUCTOR_FILE if aot_inductor else MODEL_FILES[format]
+
+
+def spec_file_name(format: str, aot_inductor: bool = False) -> str:
+    """The JSON next to the model file: ``model.onnx.json``, ``model.pt2.json``, ``model.ts.json``
+    (``model.aoti.pt2.json``)."""
+    return f"{model_file_name(format, aot_inductor)}.json"
 
 
 class ExportCheckError(RuntimeError):
@@ -82,11 +92,18 @@ def _second_size(image: torch.Tensor, min_side: int) -> torch.Tensor:
     return F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
 
 
+def _batch(image: torch.Tensor) -> torch.Tensor:
+    """``image`` and its mirror image, a batch ``Tensor[2, C, H, W]`` of two different images."""
+    return torch.stack([image, image.flip(-1)])
+
+
 def _capture(
-    graph: nn.Module, format: str, sample: torch.Tensor, dynamic: bool, sides: tuple[int, int], path: Path
-):
-    """Trace or export ``graph`` on ``sample`` (image sides in ``sides`` when ``dynamic``) and write
-    the ``format`` file to ``path``."""
+    graph: ExportGraph, format: str, sample: torch.Tensor, dynamic: bool, sides: tuple[int, int], path: Path,
+    aot_inductor: bool = False,
+):  # fmt: skip
+    """Trace or export ``graph`` on ``sample`` (image sides in ``sides`` when ``dynamic``, any batch
+    size for a ``batched`` graph) and write the ``format`` file to ``path`` (``aot_inductor``: the
+    exported program compiled into an AOTInductor package)."""
     if format == "torchscript":
         with warnings.catch_warnings():
             # the traced Python checks are on static sizes (channels, class counts); the check below
@@ -95,12 +112,21 @@ def _capture(
             traced = torch.jit.trace(graph, (sample,), check_trace=False)
         traced.save(str(path))
         return
-    dynamic_shapes = None
+    dims: dict[int, Any] = {}
     if dynamic:
-        height = torch.export.Dim("height", min=sides[0], max=sides[1])
-        width = torch.export.Dim("width", min=sides[0], max=sides[1])
-        dynamic_shapes = {"image": {1: height, 2: width}}
+        dims[sample.dim() - 2] = torch.export.Dim("height", min=sides[0], max=sides[1])
+        dims[sample.dim() - 1] = torch.export.Dim("width", min=sides[0], max=sides[1])
+    if graph.batched:
+        dims[0] = torch.export.Dim("batch", min=1)
+    dynamic_shapes = (dims,) if dims else None
     program = torch.export.export(graph, (sample,), dynamic_shapes=dynamic_shapes, strict=False)
+    if aot_inductor:
+        # the compiled code assumes the sample's strides and does not check them when run, so the
+        # sample is contiguous and the runtime makes every input contiguous
+        from torch._inductor import aoti_compile_and_package
+
+        aoti_compile_and_package(program, package_path=str(path))
+        return
     if format == "exported-program":
         torch.export.save(program, path)
         return
@@ -130,21 +156,50 @@ def _quiet_onnx_exporter():
             logger.setLevel(level)
 
 
+def _compare(graph: ExportGraph, run: Runner, image: torch.Tensor) -> list[Comparison]:
+    """The exported model (``run``) vs the eager one on ``image`` ``Tensor[C, H, W]``; for a
+    ``batched`` graph on the batch of ``image`` and its mirror image, each vs the eager model alone."""
+    size = tuple(image.shape[-2:])
+    if not graph.batched:
+        return [compare_outputs(graph.eager_outputs(image), run(image), size)]
+    batch = _batch(image)
+    outputs = run(batch)
+    return [
+        attrs.evolve(
+            compare_outputs(graph.eager_outputs(one), {n: o[i] for n, o in outputs.items()}, size), index=i
+        )
+        for i, one in enumerate(batch)
+    ]
+
+
 def _spec(
     model: nn.Module, graph: ExportGraph, format: str, dynamic: bool, sides: tuple[int, int],
-    extra: dict[str, Any],
+    aot_inductor: bool, extra: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
     """The pre/post-processing the exported file expects (its JSON)."""
     from . import __version__
 
+    batch = ["B"] if graph.batched else []
     return {
         "dt_export": __version__,
         "format": format,
-        "file": MODEL_FILES[format],
+        "file": model_file_name(format, aot_inductor),
+        "aot_inductor": (
+            "an AOTInductor package: torch._inductor.aoti_load_package (after import dt_ops); it does "
+            "not check input strides, so pass contiguous tensors"
+            if aot_inductor
+            else None
+        ),
         "family": type(model).__name__,
         "input": {
             "name": "image",
-            "shape": ["C", "height", "width"],
+            "shape": [*batch, "C", "height", "width"],
+            "batched": graph.batched,
+            "batch": (
+                "any number B >= 1 of images of one size, stacked; output i along B is image i's"
+                if graph.batched
+                else None
+            ),
             "dtype": "float32",
             "channel_format": model.input_format,
             "value_range": [0, 255],
@@ -163,7 +218,10 @@ def _spec(
                 else "inside the model: zeros at the bottom/right up to a multiple of size_divisibility"
             ),
         },
-        "outputs": [{"name": name, **OUTPUTS[name]} for name in graph.output_names],
+        "outputs": [
+            {"name": name, **OUTPUTS[name], "shape": [*batch, *OUTPUTS[name]["shape"]]}
+            for name in graph.output_names
+        ],
         **extra,
     }
 
@@ -175,6 +233,8 @@ def export_model(
     sample: torch.Tensor,
     *,
     dynamic: bool = False,
+    dynamic_batch: bool = False,
+    aot_inductor: bool = False,
     spec_extra: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Export ``model`` (eval, CPU) to ``output_dir/MODEL_FILES[format]`` and its JSON (``spec_file_name``).
@@ -186,10 +246,17 @@ def export_model(
             dynamic, on a second size) and compared with the eager model.
         dynamic: accept any height and width (``min_side``..``max_side``); TorchScript traces are
             always size-generic and checked on two sizes.
+        dynamic_batch: export the family's batch graph (``Family.batch_graph``): the file takes a
+            batch ``Tensor[B, C, H, W]`` of same-size images, any ``B``, and each output gains a
+            leading ``B``; it is checked on ``sample`` and its mirror image as a batch of 2, each
+            against the eager model on that image alone.
+        aot_inductor: with ``"exported-program"``, compile the program with AOTInductor
+            (``torch._inductor.aoti_compile_and_package``, a C++ compiler needed) into
+            ``AOT_INDUCTOR_FILE``, for the families where that is verified (``Family.aot_inductor``).
         spec_extra: more keys for the JSON (``class_names``, ``resize``).
 
-    Raises ``ValueError`` for an unknown format, an unsupported family or an output path that is a
-    file, and :class:`ExportCheckError` when the exported model disagrees with the eager one.
+    Raises ``ValueError`` for an unknown format, an unsupported family (or batch) or an output path
+    that is a file, and :class:`ExportCheckError` when the exported model disagrees with the eager one.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
@@ -197,10 +264,10 @@ def export_model(
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"output {output_dir} is a file, expected a folder")
     model = model.eval()
-    graph = exportable_graph(model, format).eval()
+    graph = exportable_graph(model, format, dynamic_batch=dynamic_batch, aot_inductor=aot_inductor).eval()
     names = list(graph.output_names)
     sides = _side_range(model, graph)
-    sample = sample.to(torch.float32)
+    sample = sample.to(torch.float32).contiguous()
     if not sides[0] <= min(sample.shape[-2:]) <= max(sample.shape[-2:]) <= sides[1]:
         raise ValueError(
             f"sample image is {tuple(sample.shape[-2:])}, expected sides of {sides[0]} to {sides[1]} px"
@@ -209,30 +276,29 @@ def export_model(
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.dt-export-"))
     try:
-        staged_model = staging / MODEL_FILES[format]
-        _capture(graph, format, sample, dynamic, sides, staged_model)
-        run = load_exported(staged_model, format, names)
+        file_name, spec_name = model_file_name(format, aot_inductor), spec_file_name(format, aot_inductor)
+        staged_model = staging / file_name
+        captured = _batch(sample) if graph.batched else sample
+        _capture(graph, format, captured, dynamic, sides, staged_model, aot_inductor)
+        run = load_exported(staged_model, format, names, aot_inductor=aot_inductor)
         images = [sample, _second_size(sample, sides[0])] if dynamic else [sample]
-        comparisons = tuple(
-            compare_outputs(graph.eager_outputs(image), run(image), tuple(image.shape[-2:]))
-            for image in images
-        )
+        comparisons = tuple(comparison for image in images for comparison in _compare(graph, run, image))
         failed = [c.describe() for c in comparisons if not c.ok]
         if failed:
             raise ExportCheckError(
                 f"exported {format} model differs from the eager model: {'; '.join(failed)}"
             )
-        spec = _spec(model, graph, format, dynamic, sides, dict(spec_extra or {}))
+        spec = _spec(model, graph, format, dynamic, sides, aot_inductor, dict(spec_extra or {}))
         spec["check"] = [attrs.asdict(c) | {"ok": c.ok} for c in comparisons]
-        (staging / spec_file_name(format)).write_text(json.dumps(spec, indent=2) + "\n")
+        (staging / spec_name).write_text(json.dumps(spec, indent=2) + "\n")
         output_dir.mkdir(parents=True, exist_ok=True)
-        for name in (MODEL_FILES[format], spec_file_name(format)):
+        for name in (file_name, spec_name):
             os.replace(staging / name, output_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(
-        model_file=output_dir / MODEL_FILES[format],
-        spec_file=output_dir / spec_file_name(format),
+        model_file=output_dir / file_name,
+        spec_file=output_dir / spec_name,
         format=format,
         comparisons=comparisons,
     )

@@ -136,6 +136,9 @@ class ExportGraph(nn.Module, abc.ABC):
     """
 
     output_names: tuple[str, ...] = ()
+    batched = False
+    """Whether ``forward`` takes a batch ``Tensor[B, C, H, W]`` of same-size images (each output then
+    gains a leading ``B``) rather than one image ``Tensor[C, H, W]``."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -151,9 +154,9 @@ class ExportGraph(nn.Module, abc.ABC):
         self.square_size = int(constraints.get("square_size", 0))
 
     def normalize_and_pad(self, image: torch.Tensor) -> torch.Tensor:
-        """``Tensor[C, H, W]`` -> normalized ``Tensor[1, C, H', W']`` padded with zeros at the
-        bottom/right to ``square_size`` (if any), then to a multiple of the size divisibility (as
-        ``ImageList.from_tensors``)."""
+        """``Tensor[C, H, W]`` (or a batch ``Tensor[B, C, H, W]``) -> normalized ``Tensor[1 | B, C, H', W']``
+        padded with zeros at the bottom/right to ``square_size`` (if any), then to a multiple of the
+        size divisibility (as ``ImageList.from_tensors``)."""
         model = self.model
         x = (image.to(torch.float32) - model.pixel_mean) / model.pixel_std
         height, width = x.shape[-2:]
@@ -165,19 +168,20 @@ class ExportGraph(nn.Module, abc.ABC):
             padded_w = (padded_w + divisor - 1) // divisor * divisor
         if self.square_size or divisor > 1:
             x = F.pad(x, (0, padded_w - width, 0, padded_h - height))
-        return x[None]
+        return x if x.dim() == 4 else x[None]
 
     def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The backbone's feature maps of the normalized, padded ``image``."""
+        """The backbone's feature maps of the normalized, padded ``image`` (or batch)."""
         return self.model.backbone(self.normalize_and_pad(image))
 
     @torch.no_grad()
     def named_outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """This graph run uncaptured on ``image`` ``Tensor[C, H, W]``, its outputs by ``output_names``
-        (what an exported file must reproduce)."""
+        """This graph run uncaptured on ``image`` ``Tensor[C, H, W]`` (a batch ``[B, C, H, W]`` when
+        ``batched``), its outputs by ``output_names`` (what an exported file must reproduce)."""
         return dict(zip(self.output_names, self(image), strict=True))
 
     @abc.abstractmethod
     def eager_outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The eager model's outputs on ``image`` ``Tensor[C, H, W]`` at its own size, by output name
-        (``keypoints`` ``[R, K, 3]`` in place of ``keypoint_heatmaps``)."""
+        (``keypoints`` ``[R, K, 3]`` in place of ``keypoint_heatmaps``); always one image, also for a
+        ``batched`` graph (the check compares each image of a batch with it)."""

@@ -1,14 +1,15 @@
-"""``dt predict --backend {onnxruntime,exported-program}``: an exported file and its JSON as a model
-that ``dt predict`` runs like the eager one (registered in the ``dt_engine.predict_backend`` entry-point
-group, so dt-engine needs no import of dt-export).
+"""``dt predict --backend {onnxruntime,exported-program,torchscript}``: an exported file and its JSON
+as a model that ``dt predict`` runs like the eager one (registered in the ``dt_engine.predict_backend``
+entry-point group, so dt-engine needs no import of dt-export).
 
 ``ExportedModel([{"image", "height", "width"}])`` runs the file on each resized image (through
-:func:`dt_export.runtime.load_exported`) and returns the eager model's output dicts at the original
-``height``/``width``: ``instances`` (boxes and keypoints scaled; rotated boxes scaled, clipped and
-the empty ones dropped, as the eager model does; masks resized with nearest neighbours: the eager
-model pastes them at the original size, so edge pixels may differ), ``sem_seg`` (bilinear, as the
-eager ``sem_seg_postprocess``) and ``panoptic_seg`` (ids resized with nearest neighbours, with the
-segments of its ``segments`` table).
+:func:`dt_export.runtime.load_exported`; a batched export on each group of same-size images at
+once; an AOTInductor ``.pt2`` with ``--backend exported-program``, as its JSON says) and returns the
+eager model's output dicts at the original ``height``/``width``: ``instances`` (boxes and keypoints
+scaled; rotated boxes scaled, clipped and the empty ones dropped, as the eager model does; masks
+resized with nearest neighbours: the eager model pastes them at the original size, so edge pixels
+may differ), ``sem_seg`` (bilinear, as the eager ``sem_seg_postprocess``) and ``panoptic_seg`` (ids
+resized with nearest neighbours, with the segments of its ``segments`` table).
 """
 
 from __future__ import annotations
@@ -87,15 +88,30 @@ class ExportedModel(nn.Module):
                 f"{self.path} is a {self.spec.get('format')} export (its JSON says), not {format}"
             )
         self.input_format = self.spec["input"]["channel_format"]
-        self.run = load_exported(self.path, format, names)
+        self.batched = bool(self.spec["input"].get("batched"))
+        self.run = load_exported(self.path, format, names, aot_inductor=bool(self.spec.get("aot_inductor")))
+
+    def _outputs(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """The file's outputs on each of ``images`` ``Tensor[C, H, W]``: one run per image, or for a
+        batched export one run per group of same-size images."""
+        if not self.batched:
+            return [self.run(image) for image in images]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault(tuple(image.shape), []).append(i)
+        outputs: list[dict[str, torch.Tensor]] = [{} for _ in images]
+        for indices in groups.values():
+            batch = self.run(torch.stack([images[i] for i in indices]))
+            for k, i in enumerate(indices):
+                outputs[i] = {name: output[k] for name, output in batch.items()}
+        return outputs
 
     def forward(self, batched_inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        images = [item["image"].to(torch.float32) for item in batched_inputs]
         results = []
-        for item in batched_inputs:
-            image = item["image"].to(torch.float32)
+        for item, image, outputs in zip(batched_inputs, images, self._outputs(images), strict=True):
             size = tuple(image.shape[-2:])
             height, width = item.get("height", size[0]), item.get("width", size[1])
-            outputs = self.run(image)
             result: dict[str, Any] = {}
             if "boxes" in outputs or "rotated_boxes" in outputs:
                 result["instances"] = _instances(outputs, size, height, width)

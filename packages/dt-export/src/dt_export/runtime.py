@@ -1,4 +1,5 @@
-"""Running an exported file: the same call for every format, on one image ``Tensor[C, H, W]``.
+"""Running an exported file: the same call for every format, on one image ``Tensor[C, H, W]`` (or, for
+an export with a dynamic batch, a batch ``Tensor[B, C, H, W]`` of same-size images).
 
 Needs only torch and dt-ops (and onnxruntime for ONNX), as a deployment has: ``dt_ops`` is imported
 so that ``torch.ops.dt.*`` exist when a ``.pt2`` or TorchScript file is loaded. Keypoint models also
@@ -12,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["decode_outputs", "load_exported"]
+__all__ = ["Runner", "decode_outputs", "load_exported"]
 
 Runner = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
@@ -31,11 +32,19 @@ def decode_outputs(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def load_exported(
-    path: str | os.PathLike[str], format: str, output_names: Sequence[str], *, threads: int | None = None
+    path: str | os.PathLike[str],
+    format: str,
+    output_names: Sequence[str],
+    *,
+    threads: int | None = None,
+    aot_inductor: bool = False,
 ) -> Runner:
-    """A function running the exported model at ``path`` on an image ``Tensor[C, H, W]`` float32 and
-    returning its outputs by name (CPU tensors, decoded by :func:`decode_outputs`). ``threads`` sets
-    onnxruntime's intra-op threads (torch formats use ``torch.set_num_threads``)."""
+    """A function running the exported model at ``path`` on an image ``Tensor[C, H, W]`` float32 (a
+    batch ``[B, C, H, W]`` for a batched export: its JSON's ``input.batched``) and returning its
+    outputs by name (CPU tensors, decoded by :func:`decode_outputs`). ``threads`` sets
+    onnxruntime's intra-op threads (torch formats use ``torch.set_num_threads``). ``aot_inductor``:
+    the ``.pt2`` is an AOTInductor package (its JSON's ``aot_inductor``), run on contiguous inputs
+    (its compiled code assumes the strides it was compiled for)."""
     path = os.fspath(path)
     names = list(output_names)
     if format == "onnx":
@@ -55,6 +64,16 @@ def load_exported(
         return run_onnx
     import dt_ops  # noqa: F401  (registers torch.ops.dt.*)
 
+    if format == "exported-program" and aot_inductor:
+        from torch._inductor import aoti_load_package
+
+        package = aoti_load_package(path)
+
+        def run_aoti(image: torch.Tensor) -> dict[str, torch.Tensor]:
+            with torch.no_grad():
+                return decode_outputs(dict(zip(names, package(image.contiguous()), strict=True)))
+
+        return run_aoti
     if format == "exported-program":
         module = torch.export.load(path).module()
     elif format == "torchscript":

@@ -3,7 +3,9 @@ model whose ``sem_seg_head(features)`` returns per-class logits at the padded in
 dt-deeplab's ``DeepLabSegmentor``) as a capturable graph (see :mod:`dt_export.graph`).
 
 Output: ``sem_seg`` ``Tensor[C, H, W]``, the head's logits cropped to the input image (the eager
-``sem_seg_postprocess`` at the input size).
+``sem_seg_postprocess`` at the input size). The head is batch-agnostic, so
+:class:`BatchedSemanticGraph` runs a batch ``Tensor[B, C, H, W]`` of same-size images at once
+(``sem_seg`` ``Tensor[B, C, H, W]``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 
 from .graph import ExportGraph
 
-__all__ = ["SemanticGraph", "crop"]
+__all__ = ["BatchedSemanticGraph", "SemanticGraph", "crop"]
 
 
 def crop(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -35,4 +37,16 @@ class SemanticGraph(ExportGraph):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor]:
         height, width = image.shape[-2:]
         logits = self.model.sem_seg_head(self.features(image))[0][0]  # [C', H', W'] padded
+        return (crop(logits, height, width),)
+
+
+class BatchedSemanticGraph(SemanticGraph):
+    """``model.sem_seg_head`` on a batch ``Tensor[B, C, H, W]`` of same-size images -> ``sem_seg``
+    ``Tensor[B, C', H, W]`` (image ``i``'s logits are the eager model's on image ``i`` alone)."""
+
+    batched = True
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor]:
+        height, width = images.shape[-2:]
+        logits = self.model.sem_seg_head(self.features(images))[0]  # [B, C', H', W'] padded
         return (crop(logits, height, width),)

@@ -34,12 +34,7 @@ class PanopticDeepLabGraph(ExportGraph):
     output_names = ("sem_seg", "panoptic_seg")
 
     def __init__(self, model: PanopticDeepLab) -> None:
-        super().__init__(model)
-        constraints = {k: v for k, v in model.padding_constraints.items() if v}
-        if constraints:
-            raise ValueError(
-                f"cannot export padding constraints {constraints} (supported: size_divisibility)"
-            )
+        super().__init__(model)  # refuses padding constraints the graph does not reproduce
         self.register_buffer("thing_ids", torch.tensor(model.thing_ids, dtype=torch.int64), persistent=False)
 
     def eager_outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
