@@ -83,7 +83,7 @@ FAMILIES = (
         accepts=is_rotated_rcnn,
     ),
     Family(RetinaNet, DenseGraph, ALL_FORMATS, "RetinaNet", aot_inductor=True),
-    Family(FCOS, DenseGraph, ALL_FORMATS, "FCOS"),
+    Family(FCOS, DenseGraph, ALL_FORMATS, "FCOS", aot_inductor=True),
     Family(
         SemanticSegmentor,
         SemanticGraph,
