@@ -167,3 +167,13 @@ def test_aot_inductor_package_matches_eager_on_two_sizes_in_a_fresh_process(fami
     outputs = torch.load(tmp_path / "outputs.pt", weights_only=True)
     for image, output in zip(images, outputs, strict=True):
         _assert_eager(graph, image, output)
+
+
+def test_aot_inductor_without_a_cpp_compiler_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    config, weights, overrides = FAMILIES["retinanet_R_50_FPN"]
+    code = main(["export", "--format", "exported-program", "--aot-inductor", "--config", str(config),
+                 "--weights", str(weights), "--output", str(tmp_path / "out"), *overrides])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "needs a C++ compiler: no-such-compiler" in err[0], err
+    assert not (tmp_path / "out").exists()

@@ -67,10 +67,6 @@ def _load_checked_weights(model: torch.nn.Module, weights: Path) -> None:
 
 def export_experiment(args: argparse.Namespace) -> ExportResult:
     """Check every input (config, weights, output folder, sample image, family), then export."""
-    if args.aot_inductor and shutil.which(os.environ.get("CXX", "g++")) is None:
-        raise InputError(
-            f"--aot-inductor needs a C++ compiler: {os.environ.get('CXX', 'g++')} (or $CXX) not found"
-        )
     if args.format == "onnx":
         missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
         if missing:
@@ -94,6 +90,10 @@ def export_experiment(args: argparse.Namespace) -> ExportResult:
         exportable_graph(model, args.format, dynamic_batch=args.dynamic_batch, aot_inductor=args.aot_inductor)
     except ValueError as err:
         raise InputError(str(err)) from None
+    if args.aot_inductor and shutil.which(os.environ.get("CXX", "g++")) is None:
+        raise InputError(
+            f"--aot-inductor needs a C++ compiler: {os.environ.get('CXX', 'g++')} (or $CXX) not found"
+        )
     _load_checked_weights(model, weights)
     predictor = Predictor(cfg, model=model)
     sample = predictor.preprocess(image)["image"].to(torch.float32)  # [C, H', W'], resized, input format

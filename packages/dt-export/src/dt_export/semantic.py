@@ -35,9 +35,13 @@ class SemanticGraph(ExportGraph):
             return {"sem_seg": self.model([{"image": image}])[0]["sem_seg"]}
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor]:
-        height, width = image.shape[-2:]
-        logits = self.model.sem_seg_head(self.features(image))[0][0]  # [C', H', W'] padded
-        return (crop(logits, height, width),)
+        return (self.cropped_logits(image)[0],)
+
+    def cropped_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The head's logits ``Tensor[1 | B, C', H, W]`` of one image ``[C, H, W]`` or a batch
+        ``[B, C, H, W]``, cropped from the padded size to the input's."""
+        height, width = images.shape[-2:]
+        return crop(self.model.sem_seg_head(self.features(images))[0], height, width)
 
 
 class BatchedSemanticGraph(SemanticGraph):
@@ -47,6 +51,4 @@ class BatchedSemanticGraph(SemanticGraph):
     batched = True
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor]:
-        height, width = images.shape[-2:]
-        logits = self.model.sem_seg_head(self.features(images))[0]  # [B, C', H', W'] padded
-        return (crop(logits, height, width),)
+        return (self.cropped_logits(images),)

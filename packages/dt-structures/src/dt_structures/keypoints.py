@@ -147,7 +147,7 @@ def heatmaps_to_keypoints(maps: torch.Tensor, rois: Boxes | torch.Tensor) -> tor
         raise ValueError(f"maps has {maps.shape[0]} ROIs but rois has {rois.shape[0]} boxes")
     maps = maps.detach()
     rois = rois.detach()
-    num_rois, num_keypoints, height, width = maps.shape
+    num_rois, num_keypoints = maps.shape[:2]
     sizes = torch.stack([rois[:, 2] - rois[:, 0], rois[:, 3] - rois[:, 1]], 1).clamp(min=1)  # [R, 2] w, h
     cells = sizes.ceil()
     # Only the peak of each resized map is needed: its value is the logit, its softmax score is
