@@ -66,8 +66,10 @@ def unsupported_rcnn_parts(model: GeneralizedRCNN) -> list[str]:
     if not kinds <= {"ROIAlign", "ROIAlignV2"}:
         problems.append(f"pooler types {sorted(kinds)} (supported: ROIAlign, ROIAlignV2)")
     for name, branch in branches.items():
-        kind = {"mask": MaskBranch, "keypoint": KeypointBranch}.get(name)
-        if kind is None or type(branch) is not kind or not hasattr(branch.head, "layers"):
+        kind, method = {"mask": (MaskBranch, "class_logits"), "keypoint": (KeypointBranch, "layers")}.get(
+            name, (None, "")
+        )
+        if kind is None or type(branch) is not kind or not hasattr(branch.head, method):
             problems.append(
                 f"ROI branch {name!r} ({type(branch).__name__}; supported: mask = MaskBranch, "
                 "keypoint = KeypointBranch)"
@@ -215,14 +217,18 @@ class RCNNGraph(ExportGraph):
             keep = keep[: predictor.test_topk_per_image]
         return boxes[keep], scores[keep], classes[keep]
 
-    def _branch_logits(self, name: str, features: dict[str, torch.Tensor], boxes: torch.Tensor):
-        """The ``name`` branch's logits of the detections: masks ``[R, K or 1, M, M]``, keypoint
-        heatmaps ``[R, K, S, S]``."""
+    def _branch_logits(
+        self, name: str, features: dict[str, torch.Tensor], boxes: torch.Tensor, classes: torch.Tensor
+    ) -> torch.Tensor:
+        """The ``name`` branch's logits of the detections: masks of each detection's class
+        ``[R, 1, M, M]``, keypoint heatmaps ``[R, K, S, S]``."""
         heads = self.model.roi_heads
         if isinstance(heads, Res5ROIHeads):
-            return heads.mask_head.layers(self._res5(features, boxes))
-        branch = heads.branches[name]
-        return branch.head.layers(_pool(branch.pooler, [features[f] for f in branch.in_features], boxes))
+            head, pooled = heads.mask_head, self._res5(features, boxes)
+        else:
+            branch = heads.branches[name]
+            head, pooled = branch.head, _pool(branch.pooler, [features[f] for f in branch.in_features], boxes)
+        return head.layers(pooled) if name == "keypoint" else head.class_logits(pooled, classes)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.detect(self.features(image), tuple(image.shape[-2:]))
@@ -236,14 +242,11 @@ class RCNNGraph(ExportGraph):
         boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
         outputs = [boxes, scores, classes]
         for name in self.branch_names:
-            logits = self._branch_logits(name, features, boxes)
+            logits = self._branch_logits(name, features, boxes, classes)
             if name == "keypoint":
                 outputs.append(logits)
                 continue
-            if logits.shape[1] > 1:  # mask_rcnn_inference: the mask of each detection's class
-                logits = logits[torch.arange(logits.shape[0], device=logits.device), classes]
-            else:
-                logits = logits[:, 0]
+            logits = logits[:, 0]  # mask_rcnn_inference: the mask of each detection's class
             # paste_masks_in_image's whole-image path (its argument checks need concrete lengths)
             pasted, _ = _do_paste_mask(logits.sigmoid()[:, None], boxes, height, width, skip_empty=False)
             outputs.append(pasted >= 0.5)  # [R, H, W]

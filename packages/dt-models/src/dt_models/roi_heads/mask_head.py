@@ -127,19 +127,62 @@ class MaskRCNNConvUpsampleHead(nn.Module):
         nn.init.normal_(self.predictor.weight, std=0.001)
         nn.init.constant_(self.predictor.bias, 0)
 
-    def layers(self, x: torch.Tensor) -> torch.Tensor:
-        """``Tensor[R, C, S, S]`` pooled features to mask logits ``Tensor[R, num_classes, 2S, 2S]``."""
+    def _upsampled(self, x: torch.Tensor) -> torch.Tensor:
+        """``Tensor[R, C, S, S]`` pooled features to the ReLU'd 2x2/2 transposed-conv output
+        ``Tensor[R, S * S * 4, D]``, pixels in (row, column, sub-row, sub-column) order.
+
+        The transposed conv with stride equal to its kernel is one matrix product per input pixel;
+        written as such on channels-last features it runs (and back-propagates) about twice as fast on
+        the CPU as oneDNN's transposed convolution, with the same numbers.
+        """
         if x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)  # ~30% faster oneDNN convolutions
         for conv in self.conv_norm_relus:
             x = conv(x)
-        return self.predictor(F.relu(self.deconv(x)))
+        rois, channels, side, _ = x.shape
+        weight = self.deconv.weight.permute(2, 3, 1, 0).reshape(-1, channels)  # [(2, 2, D), C]
+        pixels = x.permute(0, 2, 3, 1).reshape(rois * side * side, channels)
+        bias = self.deconv.bias.repeat(4) if self.deconv.bias is not None else None
+        up = F.linear(pixels, weight, bias)  # [R * S * S, (2, 2, D)]
+        return F.relu(up, inplace=True).view(rois, side * side * 4, self.deconv.out_channels)
+
+    @staticmethod
+    def _to_image_layout(logits: torch.Tensor, side: int) -> torch.Tensor:
+        """``Tensor[R, S * S * 4, K]`` in ``_upsampled``'s pixel order to ``Tensor[R, K, 2S, 2S]``."""
+        rois, _, k = logits.shape
+        grid = logits.view(rois, side, side, 2, 2, k).permute(0, 5, 1, 3, 2, 4)
+        return grid.reshape(rois, k, 2 * side, 2 * side)
+
+    def layers(self, x: torch.Tensor) -> torch.Tensor:
+        """``Tensor[R, C, S, S]`` pooled features to mask logits ``Tensor[R, num_classes, 2S, 2S]``."""
+        up = self._upsampled(x)
+        logits = F.linear(up, self.predictor.weight.flatten(1), self.predictor.bias)  # [R, S*S*4, K]
+        return self._to_image_layout(logits, x.shape[-1])
+
+    def class_logits(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """The logits of one class per ROI, ``Tensor[R, 1, 2S, 2S]``: ``layers(x)[arange(R), classes]``
+        (``classes``: ``Tensor[R]`` int64; ignored when the masks are class-agnostic) without computing
+        the other classes' maps."""
+        up = self._upsampled(x)
+        weight = self.predictor.weight.flatten(1)  # [K, D]
+        bias = self.predictor.bias
+        if weight.shape[0] > 1:
+            weight, bias = weight[classes], bias[classes]
+        else:
+            weight, bias = weight.expand(len(up), -1), bias.expand(len(up))
+        logits = torch.baddbmm(bias[:, None, None], up, weight[:, :, None])  # [R, S*S*4, 1]
+        return self._to_image_layout(logits, x.shape[-1])
 
     def forward(
         self, x: torch.Tensor, instances: list[Instances]
     ) -> dict[str, torch.Tensor] | list[Instances]:
         """Training: ``{"loss_mask": ...}``; inference: ``instances`` with ``pred_masks`` set."""
-        logits = self.layers(x)
+        if self.predictor.out_channels > 1:
+            field = "gt_classes" if self.training else "pred_classes"
+            selected = cat([i.get(field) for i in instances], dim=0).to(torch.int64)
+        else:
+            selected = torch.zeros(len(x), dtype=torch.int64, device=x.device)
+        logits = self.class_logits(x, selected)
         if self.training:
             return {"loss_mask": mask_rcnn_loss(logits, instances) * self.loss_weight}
         mask_rcnn_inference(logits, instances)
