@@ -89,17 +89,21 @@ struct RoiTable {
   }
 };
 
-// Runs body(table, chunk_begin, chunk_end) over chunks of ROIs whose taps fit the budget.
+// Runs body(table, chunk_begin, chunk_end, threads) over chunks of ROIs whose taps fit the budget, with
+// one thread when all the ROIs' taps times `channels` are too little work to share.
 template <typename T, typename Body>
-void for_each_roi_chunk(const T* rois, int64_t num_rois, int64_t batch, int64_t height, int64_t width,
-                        int64_t pooled_h, int64_t pooled_w, double spatial_scale, int64_t sampling_ratio,
-                        bool aligned, bool rotated, int threads, const Body& body) {
+void for_each_roi_chunk(const T* rois, int64_t num_rois, int64_t batch, int64_t channels, int64_t height,
+                        int64_t width, int64_t pooled_h, int64_t pooled_w, double spatial_scale,
+                        int64_t sampling_ratio, bool aligned, bool rotated, int threads, const Body& body) {
   RoiTable<T> table{rois, batch, height, width, pooled_h, pooled_w, sampling_ratio, spatial_scale, aligned, rotated};
   table.compute_grids(num_rois);
+  int64_t taps = 0;
+  for (const int64_t s : table.samples) taps += s * pooled_h * pooled_w;
+  threads = threads_for_work(taps * channels, threads);
   for (int64_t r0 = 0; r0 < num_rois;) {
     const int64_t r1 = table.chunk_end(r0, num_rois);
     table.compute_taps(r0, r1, threads);
-    body(table, r0, r1);
+    body(table, r0, r1, threads);
     r0 = r1;
   }
 }
@@ -125,8 +129,9 @@ void roi_align_forward(const T* input, int64_t batch, int64_t channels, int64_t 
       out[bin] = sum / table.count[r];
     }
   };
-  for_each_roi_chunk(rois, num_rois, batch, height, width, pooled_h, pooled_w, spatial_scale, sampling_ratio,
-                     aligned, rotated, threads, [&](const RoiTable<T>& table, int64_t r0, int64_t r1) {
+  for_each_roi_chunk(rois, num_rois, batch, channels, height, width, pooled_h, pooled_w, spatial_scale,
+                     sampling_ratio, aligned, rotated, threads,
+                     [&](const RoiTable<T>& table, int64_t r0, int64_t r1, int threads) {
     if (channels >= 4 * threads) {  // channel-major: one feature plane stays in cache for all ROIs
       parallel_for(channels, threads, 1, [&](int64_t c_lo, int64_t c_hi) {
         for (int64_t c = c_lo; c < c_hi; ++c) {
@@ -149,8 +154,9 @@ void roi_align_backward(const T* grad_output, int64_t batch, int64_t channels, i
                         double spatial_scale, int64_t sampling_ratio, bool aligned, bool rotated,
                         T* grad_input, int threads) {
   const int64_t bins = pooled_h * pooled_w, plane = height * width;
-  for_each_roi_chunk(rois, num_rois, batch, height, width, pooled_h, pooled_w, spatial_scale, sampling_ratio,
-                     aligned, rotated, threads, [&](const RoiTable<T>& table, int64_t r0, int64_t r1) {
+  for_each_roi_chunk(rois, num_rois, batch, channels, height, width, pooled_h, pooled_w, spatial_scale,
+                     sampling_ratio, aligned, rotated, threads,
+                     [&](const RoiTable<T>& table, int64_t r0, int64_t r1, int threads) {
     // Split by channel: different channels never share an element of grad_input.
     parallel_for(channels, threads, 1, [&](int64_t c_lo, int64_t c_hi) {
       for (int64_t c = c_lo; c < c_hi; ++c) {
