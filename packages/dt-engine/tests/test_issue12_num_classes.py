@@ -92,7 +92,9 @@ def test_panoptic_fpn_checks_both_heads(panoptic_fpn):
 
 def test_panoptic_fpn_refuses_semantic_labels_per_category(panoptic_fpn):
     with pytest.raises(InputError) as info:
-        _check(panoptic_fpn, "data.datasets.train=[shapes_train_panoptic]", "model.sem_seg_head.num_classes=7")
+        _check(
+            panoptic_fpn, "data.datasets.train=[shapes_train_panoptic]", "model.sem_seg_head.num_classes=7"
+        )
     assert str(info.value) == (
         "dataset 'shapes_train_panoptic' does not label all things as semantic class 0: PanopticFPN's "
         "semantic head needs the separated panoptic form (things 0, stuff classes from 1), "
