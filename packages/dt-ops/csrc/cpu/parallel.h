@@ -16,11 +16,12 @@
 namespace dt {
 
 // The threads worth starting for a kernel of `work` inner steps (bilinear taps, box pairs, ...): one
-// below `serial_work`. Measured in a Mask R-CNN: a thread started right after a torch op waits up to
+// below 2^21 steps. Measured in a Mask R-CNN: a thread started right after a torch op waits up to
 // milliseconds for its core, where OpenMP's worker still spin-waits, so a 0.2 ms ROIAlign of a few
 // boxes took 2-4 ms with two threads; serially it takes its 0.2 ms.
-inline int threads_for_work(int64_t work, int num_threads, int64_t serial_work = int64_t(1) << 21) {
-  return work < serial_work ? 1 : num_threads;
+inline int threads_for_work(int64_t work, int num_threads) {
+  constexpr int64_t kSerialWork = int64_t(1) << 21;
+  return work < kSerialWork ? 1 : num_threads;
 }
 
 // Calls fn(begin, end) on disjoint contiguous chunks covering [0, n), from up to num_threads threads.
