@@ -11,6 +11,7 @@
 
 #include "binding_utils.h"
 #include "cpu/ops.h"
+#include "cpu/parallel.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -230,6 +231,14 @@ NB_MODULE(_C, m) {
       "mask"_a.noconvert(), "keep"_a.noconvert(), "threads"_a, nb::call_guard<nb::gil_scoped_release>());
   bind_dtype<float>(m);
   bind_dtype<double>(m);
+  m.def(
+      "use_openmp_runtime",
+      [](uintptr_t parallel, uintptr_t thread_num, uintptr_t num_threads) {
+        require(parallel != 0 && thread_num != 0 && num_threads != 0, "use_openmp_runtime: null entry point");
+        dt::use_openmp_runtime(reinterpret_cast<void*>(parallel), reinterpret_cast<void*>(thread_num),
+                               reinterpret_cast<void*>(num_threads));
+      },
+      "parallel"_a, "thread_num"_a, "num_threads"_a);
 #ifdef DT_OPS_WITH_CUDA
   m.attr("has_cuda") = true;
   register_cuda(m);

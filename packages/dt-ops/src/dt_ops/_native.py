@@ -7,6 +7,8 @@ thread count of ``torch.get_num_threads()``; CUDA kernels the current stream as 
 
 from __future__ import annotations
 
+import ctypes
+import re
 from typing import Any
 
 import torch
@@ -26,6 +28,38 @@ except ImportError as error:  # pragma: no cover - only on a broken installation
         "dt_ops could not load its compiled extension dt_ops._C "
         f"({error}). Reinstall dt-ops for this Python: pip install --force-reinstall dt-ops"
     ) from error
+
+
+_OPENMP_LIBRARY = re.compile(r"/lib(gomp|iomp5|omp)[^/]*\.so[^/]*$")
+_OPENMP_ENTRY_POINTS = ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")
+
+
+def _share_torchs_openmp() -> bool:
+    """Run the CPU kernels' threads on torch's own OpenMP team (found among the libraries this process
+    loaded): a thread of their own waits milliseconds for its core after each torch op, where
+    OpenMP's worker still spin-waits. Without it (another platform, another parallel backend) the
+    kernels start their own threads. Returns whether the team is shared."""
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return False
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = dict.fromkeys(line.split()[-1] for line in maps if _OPENMP_LIBRARY.search(line.rstrip()))
+    except OSError:
+        return False
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+            entry_points = [
+                ctypes.cast(getattr(library, name), ctypes.c_void_p).value for name in _OPENMP_ENTRY_POINTS
+            ]
+        except (OSError, AttributeError):
+            continue
+        _C.use_openmp_runtime(*entry_points)
+        return True
+    return False
+
+
+SHARES_TORCH_OPENMP = _share_torchs_openmp()
 
 
 def has_cuda() -> bool:
