@@ -12,6 +12,7 @@
 #include "binding_utils.h"
 #include "cpu/ops.h"
 #include "cpu/parallel.h"
+#include "cpu/winograd.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -239,6 +240,28 @@ NB_MODULE(_C, m) {
                                reinterpret_cast<void*>(num_threads));
       },
       "parallel"_a, "thread_num"_a, "num_threads"_a);
+  m.def(
+      "winograd_isa", [](int cap) { return static_cast<int>(dt::cpu::winograd_isa(dt::cpu::WinogradIsa(cap))); },
+      "cap"_a);
+  m.def(
+      "conv3x3_winograd",
+      [](In<float, nb::ndim<4>> x, In<float, nb::ndim<4>> packed, std::optional<In<float, nb::ndim<1>>> bias,
+         bool relu, Out<float, nb::ndim<4>> y, int isa, int threads) {
+        const size_t k = y.shape(3);
+        require(packed.shape(0) == 36 && packed.shape(1) == (k + 15) / 16 && packed.shape(2) == x.shape(3) &&
+                    packed.shape(3) == 16,
+                "conv3x3_winograd: packed weight shape mismatch");
+        require(y.shape(0) == x.shape(0) && y.shape(1) == x.shape(1) && y.shape(2) == x.shape(2),
+                "conv3x3_winograd: output shape mismatch");
+        require(!bias || bias->shape(0) == k, "conv3x3_winograd: bias size mismatch");
+        require(isa >= 0 && isa <= static_cast<int>(dt::cpu::winograd_isa(dt::cpu::WinogradIsa::avx512)),
+                "conv3x3_winograd: instruction set not available on this CPU");
+        dt::cpu::conv3x3_winograd(x.data(), x.shape(0), x.shape(1), x.shape(2), x.shape(3), packed.data(), k,
+                                  bias ? bias->data() : nullptr, relu, y.data(), threads,
+                                  dt::cpu::WinogradIsa(isa));
+      },
+      "x"_a.noconvert(), "packed"_a.noconvert(), "bias"_a.noconvert().none(), "relu"_a, "y"_a.noconvert(),
+      "isa"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
 #ifdef DT_OPS_WITH_CUDA
   m.attr("has_cuda") = true;
   register_cuda(m);
