@@ -32,7 +32,10 @@ def golden():
 
 def test_features_and_proposals(golden):
     assert_features_match(golden["features"], golden["io"]["features"])
-    assert_proposals_match(golden["proposals"].proposal_boxes.tensor, golden["io"]["proposal_boxes"])
+    proposals = golden["proposals"]
+    assert_proposals_match(
+        proposals.proposal_boxes.tensor, proposals.objectness_logits, golden["io"]["proposal_boxes"]
+    )
 
 
 def test_final_detections_and_mask_probabilities(golden):

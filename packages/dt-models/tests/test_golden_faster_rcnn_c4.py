@@ -26,7 +26,10 @@ def golden():
 def test_res4_features_and_c4_proposals(golden):
     assert set(golden["features"]) == {"res4"}
     assert_features_match(golden["features"], golden["io"]["features"])
-    assert_proposals_match(golden["proposals"].proposal_boxes.tensor, golden["io"]["proposal_boxes"])
+    proposals = golden["proposals"]
+    assert_proposals_match(
+        proposals.proposal_boxes.tensor, proposals.objectness_logits, golden["io"]["proposal_boxes"]
+    )
 
 
 def test_res5_box_predictor_on_golden_proposals(golden):

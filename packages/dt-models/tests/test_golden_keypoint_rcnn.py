@@ -25,7 +25,10 @@ def golden():
 
 def test_features_and_proposals(golden):
     assert_features_match(golden["features"], golden["io"]["features"])
-    assert_proposals_match(golden["proposals"].proposal_boxes.tensor, golden["io"]["proposal_boxes"])
+    proposals = golden["proposals"]
+    assert_proposals_match(
+        proposals.proposal_boxes.tensor, proposals.objectness_logits, golden["io"]["proposal_boxes"]
+    )
 
 
 def test_box_predictor_on_golden_proposals(golden):
@@ -34,8 +37,8 @@ def test_box_predictor_on_golden_proposals(golden):
 
 
 def test_final_detections_and_keypoints(golden):
-    io, final = golden["io"], golden["final"]
-    assert_detections_match(final, io)
+    io = golden["io"]
+    final = assert_detections_match(golden["final"], io)
     keypoints = final.pred_keypoints
     assert keypoints.shape == io["pred_keypoints"].shape == (len(final), 17, 3)
     assert (keypoints[..., :2] - io["pred_keypoints"][..., :2]).abs().max() <= 1e-2

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from golden_helpers import assert_proposals_match
 
 from dt_models import build_model, detectron2_model_config, load_weights
 from dt_structures import Boxes, Instances
@@ -46,18 +47,10 @@ def test_features(golden):
 
 
 def test_proposals_top_900(golden):
-    """The top 900 proposals in detectron2's order within 1e-2 px. Proposals whose objectness ties at
-    float precision (logits within 1e-5) may come in either order: which one a CPU's kernels rank
-    first is noise (an AVX2-only EPYC swaps two of them, at logits 9.2189159 and 9.2189150)."""
-    boxes = golden["proposals"].proposal_boxes.tensor
-    logits = golden["proposals"].objectness_logits
-    expected = golden["io"]["proposal_boxes"]
-    assert len(boxes) == len(expected)
-    distance = (boxes[:900, None, :] - expected[None, :900, :]).abs().amax(dim=2)  # [ours, golden]
-    for i in (distance.diagonal() > 1e-2).nonzero().flatten().tolist():
-        j = int(distance[:, i].argmin())
-        assert distance[j, i] <= 1e-2, f"golden proposal {i} is not among dt's top 900"
-        assert abs(float(logits[i] - logits[j])) <= 1e-5, f"golden proposal {i} is dt's {j}: not a tie"
+    proposals = golden["proposals"]
+    assert_proposals_match(
+        proposals.proposal_boxes.tensor, proposals.objectness_logits, golden["io"]["proposal_boxes"]
+    )
 
 
 def test_box_predictor_on_golden_proposals(golden):

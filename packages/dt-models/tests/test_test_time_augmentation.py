@@ -4,7 +4,7 @@ detectron2's ``GeneralizedRCNNWithTTA`` on the golden Mask R-CNN (data/mask_rcnn
 import pytest
 import torch
 from dtm_helpers import tiny_rcnn_config, with_changes
-from golden_helpers import DATA, load_golden
+from golden_helpers import DATA, load_golden, order_up_to_ties
 from torch.nn import functional as F
 
 import dt_models.test_time_augmentation as tta_module
@@ -90,7 +90,9 @@ def test_one_view_at_the_input_size_is_the_plain_model(golden):
 
 def test_flipping_the_image_mirrors_the_result(golden):
     """The views of a flipped image are the views of the image, flipped: the result is the mirror
-    image of the unflipped one, whatever the weights (a wrong un-flip of boxes or masks breaks it)."""
+    image of the unflipped one, whatever the weights (a wrong un-flip of boxes or masks breaks it).
+    Scores agree within the golden tolerance, 1e-4: Winograd convolutions tile a mirrored map from
+    its other edge, so their rounding (~1e-5) differs."""
     model, io, inputs = golden
     flipped_inputs = [dict(inputs[0], image=inputs[0]["image"].flip(dims=[-1]))]
     tta = _tta(model, min_sizes=(320, 448), flip=True)
@@ -101,7 +103,7 @@ def test_flipping_the_image_mirrors_the_result(golden):
     expected = boxes_to_original(out.pred_boxes.tensor, (io["height"], width), (io["height"], width), True)
     order, mirrored_order = out.scores.argsort(descending=True), mirrored.scores.argsort(descending=True)
     assert len(out) == len(mirrored) > 0
-    assert (mirrored.scores[mirrored_order] - out.scores[order]).abs().max() <= 1e-5
+    assert (mirrored.scores[mirrored_order] - out.scores[order]).abs().max() <= 1e-4
     assert (mirrored.pred_boxes.tensor[mirrored_order] - expected[order].float()).abs().max() <= 1e-2
     assert torch.equal(mirrored.pred_classes[mirrored_order], out.pred_classes[order])
     same = mirrored.pred_masks[mirrored_order] == out.pred_masks[order].flip(dims=[-1])
@@ -158,11 +160,13 @@ def test_matches_detectron2_generalized_rcnn_with_tta(golden, monkeypatch):
     with torch.no_grad():
         out = tta(inputs)[0]["instances"]
     assert len(out) == len(ref["pred_boxes"]) == 100
+    order = order_up_to_ties(out.pred_boxes.tensor, out.scores, ref["pred_boxes"], "detection")
+    out, probs = out[order], captured["probs"][order]
     assert (out.pred_boxes.tensor - ref["pred_boxes"]).abs().max() <= 1e-2
     assert (out.scores - ref["scores"]).abs().max() <= 1e-4
     assert torch.equal(out.pred_classes, ref["pred_classes"])
     kept = len(ref["mask_probs"])
-    assert (captured["probs"][:kept] - ref["mask_probs"]).abs().max() <= 1e-3
+    assert (probs[:kept] - ref["mask_probs"]).abs().max() <= 1e-3
     assert (out.pred_masks[:kept].sum(dim=(1, 2)) - ref["mask_area"]).abs().max() <= 2
 
 

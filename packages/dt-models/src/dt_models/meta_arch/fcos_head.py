@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from dt_models.layers import Conv2d
 from dt_models.meta_arch.retinanet_head import RetinaNetHead
 
 __all__ = ["FCOSHead"]
@@ -32,7 +33,7 @@ class FCOSHead(RetinaNetHead):
             in_channels=in_channels, num_classes=num_classes, num_anchors=1, conv_dims=conv_dims,
             norm=norm, prior_prob=prior_prob,
         )  # fmt: skip
-        self.ctrness = nn.Conv2d(conv_dims[-1] if conv_dims else in_channels, 1, kernel_size=3, padding=1)
+        self.ctrness = Conv2d(conv_dims[-1] if conv_dims else in_channels, 1, kernel_size=3, padding=1)
         nn.init.normal_(self.ctrness.weight, std=0.01)
         nn.init.constant_(self.ctrness.bias, 0)
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from dt_config import validators as check
-from dt_models.layers import NORM_NAMES, CycleBatchNormList, SyncBatchNorm, get_norm
+from dt_models.layers import NORM_NAMES, Conv2d, CycleBatchNormList, SyncBatchNorm, get_norm
 
 __all__ = ["HEAD_NORMS", "PER_LEVEL_NORMS", "RetinaNetHead", "RetinaNetHeadConfig", "conv_tower"]
 
@@ -27,7 +27,7 @@ def conv_tower(in_channels: int, conv_dims: Sequence[int], norm: str, num_levels
     ``PER_LEVEL_NORMS`` norm is a ``CycleBatchNormList`` over ``num_levels`` levels."""
     layers: list[nn.Module] = []
     for c_in, c_out in zip([in_channels, *conv_dims], conv_dims, strict=False):
-        layers.append(nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1))
+        layers.append(Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1))
         if norm in PER_LEVEL_NORMS:
             norm_layer = CycleBatchNormList(num_levels, c_out, bn_class=PER_LEVEL_NORMS[norm])
         else:
@@ -77,8 +77,8 @@ class RetinaNetHead(nn.Module):
         last = conv_dims[-1] if conv_dims else in_channels
         self.cls_subnet = conv_tower(in_channels, conv_dims, norm, num_levels or 1)
         self.bbox_subnet = conv_tower(in_channels, conv_dims, norm, num_levels or 1)
-        self.cls_score = nn.Conv2d(last, num_anchors * num_classes, kernel_size=3, stride=1, padding=1)
-        self.bbox_pred = nn.Conv2d(last, num_anchors * 4, kernel_size=3, stride=1, padding=1)
+        self.cls_score = Conv2d(last, num_anchors * num_classes, kernel_size=3, stride=1, padding=1)
+        self.bbox_pred = Conv2d(last, num_anchors * 4, kernel_size=3, stride=1, padding=1)
         for module in (self.cls_subnet, self.bbox_subnet, self.cls_score, self.bbox_pred):
             for layer in module.modules():
                 if isinstance(layer, nn.Conv2d):

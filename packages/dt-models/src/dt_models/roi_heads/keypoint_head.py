@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from dt_config import ConfigProblem
 from dt_config import validators as check
-from dt_models.layers import ShapeSpec, cat, nonzero_tuple, shared_channels
+from dt_models.layers import Conv2d, ShapeSpec, cat, nonzero_tuple, shared_channels
 from dt_models.poolers import PoolerConfig, ROIPooler, build_pooler
 from dt_models.registry import ROI_BRANCH_REGISTRY, ROIBranchConfig
 from dt_models.roi_heads.branch import ROIBranch
@@ -138,7 +138,7 @@ class KRCNNConvDeconvUpsampleHead(nn.Module):
         channels = input_shape.channels
         self.convs = []
         for k, dim in enumerate(conv_dims):
-            conv = nn.Conv2d(channels, dim, 3, stride=1, padding=1)
+            conv = Conv2d(channels, dim, 3, stride=1, padding=1, activation=F.relu)
             self.add_module(f"conv_fcn{k + 1}", conv)
             self.convs.append(conv)
             channels = dim
@@ -154,7 +154,7 @@ class KRCNNConvDeconvUpsampleHead(nn.Module):
         if x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)  # faster oneDNN convolutions
         for conv in self.convs:
-            x = F.relu(conv(x))
+            x = conv(x)
         x = self.score_lowres(x)
         return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
