@@ -107,6 +107,21 @@ void bind_dtype(nb::module_& m) {
       "input"_a.noconvert(), "rois"_a.noconvert(), "spatial_scale"_a, "sampling_ratio"_a, "aligned"_a,
       "output"_a.noconvert(), "threads"_a, release);
   m.def(
+      "roi_align_forward_nhwc",
+      [](Map4 input, In<T, nb::shape<-1, 5>> rois, double spatial_scale, int64_t sampling_ratio, bool aligned,
+         OutMap4 output, int threads) {
+        // input: [batch, height, width, channels]
+        require(output.shape(0) == rois.shape(0) && output.shape(1) == input.shape(3),
+                "roi_align: output shape mismatch");
+        require(input.shape(1) * input.shape(2) < (size_t(1) << 31), "roi_align: feature planes must be < 2^31 elements");
+        dt::cpu::roi_align_forward_nhwc<T>(input.data(), input.shape(0), input.shape(3), input.shape(1),
+                                           input.shape(2), rois.data(), rois.shape(0), output.shape(2),
+                                           output.shape(3), spatial_scale, sampling_ratio, aligned, output.data(),
+                                           threads);
+      },
+      "input"_a.noconvert(), "rois"_a.noconvert(), "spatial_scale"_a, "sampling_ratio"_a, "aligned"_a,
+      "output"_a.noconvert(), "threads"_a, release);
+  m.def(
       "roi_align_backward",
       [roi_align_bwd](Map4 grad_output, In<T, nb::shape<-1, 5>> rois, double spatial_scale,
                       int64_t sampling_ratio, bool aligned, OutMap4 grad_input, int threads) {

@@ -99,3 +99,20 @@ def test_validation_errors(kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         dt_ops.roi_align(**args)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("aligned", "sampling_ratio"), [(False, -1), (True, 0), (True, 2)])
+def test_channels_last_input_gives_the_same_result(dtype, aligned, sampling_ratio):
+    # read in place by the channels-last kernel: the same sums in the same order, so equal bit for bit
+    x = torch.randn(2, 19, 12, 15, dtype=dtype)
+    rois = random_rois(40, 2, 24, 30, dtype, scale=2.0)
+    rois[0, 0] = 5  # an image index out of range: zeros
+    expected = dt_ops.roi_align(x, rois, (4, 3), 0.5, sampling_ratio, aligned)
+    channels_last = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = dt_ops.roi_align(channels_last, rois, (4, 3), 0.5, sampling_ratio, aligned)
+    assert torch.equal(out, expected)
+    out.sum().backward()
+    x_ref = x.clone().requires_grad_()
+    dt_ops.roi_align(x_ref, rois, (4, 3), 0.5, sampling_ratio, aligned).sum().backward()
+    torch.testing.assert_close(channels_last.grad, x_ref.grad)

@@ -23,6 +23,12 @@ void roi_align_forward(const T* input, int64_t batch, int64_t channels, int64_t 
                        const T* rois, int64_t num_rois, int64_t pooled_h, int64_t pooled_w,
                        double spatial_scale, int64_t sampling_ratio, bool aligned, bool rotated, T* output,
                        int threads);
+// roi_align_forward (not rotated) of a channels-last input [batch, height, width, channels]; output as
+// roi_align_forward's, [num_rois, channels, pooled_h, pooled_w].
+template <typename T>
+void roi_align_forward_nhwc(const T* input, int64_t batch, int64_t channels, int64_t height, int64_t width,
+                            const T* rois, int64_t num_rois, int64_t pooled_h, int64_t pooled_w,
+                            double spatial_scale, int64_t sampling_ratio, bool aligned, T* output, int threads);
 // grad_input must be zeroed.
 template <typename T>
 void roi_align_backward(const T* grad_output, int64_t batch, int64_t channels, int64_t height,

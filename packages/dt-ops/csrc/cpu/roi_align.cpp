@@ -5,6 +5,9 @@
 // parallel over channels: for one channel all ROIs read (or, backward, accumulate into) the same
 // feature plane, which stays in cache, and no two threads ever write the same element of grad_input
 // (no atomics, deterministic result). With few channels the forward pass splits the ROIs instead.
+// Channels-last input (roi_align_forward_nhwc) splits the ROIs and reads each tap's pixel as one row of
+// channels; per element it sums the same products in the same order, so the result is the same.
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -149,6 +152,37 @@ void roi_align_forward(const T* input, int64_t batch, int64_t channels, int64_t 
 }
 
 template <typename T>
+void roi_align_forward_nhwc(const T* input, int64_t batch, int64_t channels, int64_t height, int64_t width,
+                            const T* rois, int64_t num_rois, int64_t pooled_h, int64_t pooled_w,
+                            double spatial_scale, int64_t sampling_ratio, bool aligned, T* output, int threads) {
+  const int64_t bins = pooled_h * pooled_w, plane = height * width;
+  for_each_roi_chunk(rois, num_rois, batch, channels, height, width, pooled_h, pooled_w, spatial_scale,
+                     sampling_ratio, aligned, false, threads,
+                     [&](const RoiTable<T>& table, int64_t r0, int64_t r1, int threads) {
+    parallel_for(r1 - r0, threads, 1, [&](int64_t lo, int64_t hi) {
+      std::vector<T> sum(channels);
+      for (int64_t r = r0 + lo; r < r0 + hi; ++r) {
+        const T* in = input + table.batch[r] * plane * channels;
+        const CompactTap<T>* t = table.taps.data() + table.first[r - r0];
+        const int64_t s = table.samples[r];
+        T* out = output + r * channels * bins;
+        for (int64_t bin = 0; bin < bins; ++bin, t += s) {
+          std::fill(sum.begin(), sum.end(), T(0));
+          for (int64_t k = 0; k < s; ++k) {
+            // the taps' plane offsets times the channels: pixel rows of `channels` values
+            const T *a = in + int64_t(t[k].o1) * channels, *b = in + int64_t(t[k].o2) * channels;
+            const T *c = in + int64_t(t[k].o3) * channels, *d = in + int64_t(t[k].o4) * channels;
+            const T w1 = t[k].w1, w2 = t[k].w2, w3 = t[k].w3, w4 = t[k].w4;
+            for (int64_t ch = 0; ch < channels; ++ch) sum[ch] += w1 * a[ch] + w2 * b[ch] + w3 * c[ch] + w4 * d[ch];
+          }
+          for (int64_t ch = 0; ch < channels; ++ch) out[ch * bins + bin] = sum[ch] / table.count[r];
+        }
+      }
+    });
+  });
+}
+
+template <typename T>
 void roi_align_backward(const T* grad_output, int64_t batch, int64_t channels, int64_t height,
                         int64_t width, const T* rois, int64_t num_rois, int64_t pooled_h, int64_t pooled_w,
                         double spatial_scale, int64_t sampling_ratio, bool aligned, bool rotated,
@@ -183,6 +217,8 @@ void roi_align_backward(const T* grad_output, int64_t batch, int64_t channels, i
 #define DT_INSTANTIATE(T)                                                                                  \
   template void roi_align_forward<T>(const T*, int64_t, int64_t, int64_t, int64_t, const T*, int64_t,     \
                                      int64_t, int64_t, double, int64_t, bool, bool, T*, int);             \
+  template void roi_align_forward_nhwc<T>(const T*, int64_t, int64_t, int64_t, int64_t, const T*, int64_t, \
+                                          int64_t, int64_t, double, int64_t, bool, T*, int);              \
   template void roi_align_backward<T>(const T*, int64_t, int64_t, int64_t, int64_t, const T*, int64_t,    \
                                       int64_t, int64_t, double, int64_t, bool, bool, T*, int);
 DT_INSTANTIATE(float)

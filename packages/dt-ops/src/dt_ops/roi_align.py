@@ -14,6 +14,11 @@ from dt_ops._rois import check_pool_input, compute_dtype, rois_from_boxes
 __all__ = ["roi_align"]
 
 
+def is_channels_last(x: Tensor) -> bool:
+    """Whether ``x`` ``[B, C, H, W]`` is laid out channels-last (a C-contiguous ``[B, H, W, C]``)."""
+    return x.is_contiguous(memory_format=torch.channels_last)
+
+
 @torch.library.custom_op("dt::roi_align", mutates_args=())
 def _roi_align_op(
     input: Tensor,
@@ -25,7 +30,15 @@ def _roi_align_op(
     aligned: bool,
 ) -> Tensor:
     output = input.new_empty((rois.shape[0], input.shape[1], pooled_height, pooled_width))
-    if output.numel() > 0:
+    if output.numel() == 0:
+        return output
+    if input.device.type == "cpu" and not input.is_contiguous() and is_channels_last(input):
+        # read in place, a pixel's channels at a time (no NCHW copy of the map)
+        _native.call(
+            "roi_align_forward_nhwc", input.device, input.permute(0, 2, 3, 1), rois.contiguous(),
+            spatial_scale, sampling_ratio, aligned, output,
+        )  # fmt: skip
+    else:
         _native.call(
             "roi_align_forward", input.device, input.contiguous(), rois.contiguous(),
             spatial_scale, sampling_ratio, aligned, output,
