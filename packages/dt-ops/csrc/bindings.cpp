@@ -122,6 +122,22 @@ void bind_dtype(nb::module_& m) {
       "input"_a.noconvert(), "rois"_a.noconvert(), "spatial_scale"_a, "sampling_ratio"_a, "aligned"_a,
       "output"_a.noconvert(), "threads"_a, release);
   m.def(
+      "roi_align_backward_nhwc",
+      [](Map4 grad_output, In<T, nb::shape<-1, 5>> rois, double spatial_scale, int64_t sampling_ratio,
+         bool aligned, OutMap4 grad_input, int threads) {
+        // grad_input: [batch, height, width, channels]
+        require(grad_output.shape(0) == rois.shape(0) && grad_output.shape(1) == grad_input.shape(3),
+                "roi_align_backward: shape mismatch");
+        require(grad_input.shape(1) * grad_input.shape(2) < (size_t(1) << 31),
+                "roi_align: feature planes must be < 2^31 elements");
+        dt::cpu::roi_align_backward_nhwc<T>(grad_output.data(), grad_input.shape(0), grad_input.shape(3),
+                                            grad_input.shape(1), grad_input.shape(2), rois.data(), rois.shape(0),
+                                            grad_output.shape(2), grad_output.shape(3), spatial_scale,
+                                            sampling_ratio, aligned, grad_input.data(), threads);
+      },
+      "grad_output"_a.noconvert(), "rois"_a.noconvert(), "spatial_scale"_a, "sampling_ratio"_a, "aligned"_a,
+      "grad_input"_a.noconvert(), "threads"_a, release);
+  m.def(
       "roi_align_backward",
       [roi_align_bwd](Map4 grad_output, In<T, nb::shape<-1, 5>> rois, double spatial_scale,
                       int64_t sampling_ratio, bool aligned, OutMap4 grad_input, int threads) {

@@ -29,6 +29,13 @@ template <typename T>
 void roi_align_forward_nhwc(const T* input, int64_t batch, int64_t channels, int64_t height, int64_t width,
                             const T* rois, int64_t num_rois, int64_t pooled_h, int64_t pooled_w,
                             double spatial_scale, int64_t sampling_ratio, bool aligned, T* output, int threads);
+// roi_align_backward (not rotated) into a channels-last grad_input [batch, height, width, channels],
+// which must be zeroed.
+template <typename T>
+void roi_align_backward_nhwc(const T* grad_output, int64_t batch, int64_t channels, int64_t height,
+                             int64_t width, const T* rois, int64_t num_rois, int64_t pooled_h, int64_t pooled_w,
+                             double spatial_scale, int64_t sampling_ratio, bool aligned, T* grad_input,
+                             int threads);
 // grad_input must be zeroed.
 template <typename T>
 void roi_align_backward(const T* grad_output, int64_t batch, int64_t channels, int64_t height,

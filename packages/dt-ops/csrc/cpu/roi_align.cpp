@@ -6,7 +6,8 @@
 // feature plane, which stays in cache, and no two threads ever write the same element of grad_input
 // (no atomics, deterministic result). With few channels the forward pass splits the ROIs instead.
 // Channels-last input (roi_align_forward_nhwc) splits the ROIs and reads each tap's pixel as one row of
-// channels; per element it sums the same products in the same order, so the result is the same.
+// channels; its backward splits channel ranges. Per element both sum the same products in the same
+// order as the NCHW kernels, so the results are the same.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -214,13 +215,50 @@ void roi_align_backward(const T* grad_output, int64_t batch, int64_t channels, i
   });
 }
 
+template <typename T>
+void roi_align_backward_nhwc(const T* grad_output, int64_t batch, int64_t channels, int64_t height,
+                             int64_t width, const T* rois, int64_t num_rois, int64_t pooled_h, int64_t pooled_w,
+                             double spatial_scale, int64_t sampling_ratio, bool aligned, T* grad_input,
+                             int threads) {
+  const int64_t bins = pooled_h * pooled_w, plane = height * width;
+  for_each_roi_chunk(rois, num_rois, batch, channels, height, width, pooled_h, pooled_w, spatial_scale,
+                     sampling_ratio, aligned, false, threads,
+                     [&](const RoiTable<T>& table, int64_t r0, int64_t r1, int threads) {
+    // Split by channel ranges: different ranges never share an element of grad_input.
+    parallel_for(channels, threads, 16, [&](int64_t c_lo, int64_t c_hi) {
+      std::vector<T> g(c_hi - c_lo);
+      for (int64_t r = r0; r < r1; ++r) {
+        T* gin = grad_input + table.batch[r] * plane * channels + c_lo;
+        const CompactTap<T>* t = table.taps.data() + table.first[r - r0];
+        const int64_t s = table.samples[r];
+        const T* go = grad_output + (r * channels + c_lo) * bins;
+        for (int64_t bin = 0; bin < bins; ++bin, t += s) {
+          for (int64_t ch = 0; ch < c_hi - c_lo; ++ch) g[ch] = go[ch * bins + bin] / table.count[r];
+          for (int64_t k = 0; k < s; ++k) {
+            T *a = gin + int64_t(t[k].o1) * channels, *b = gin + int64_t(t[k].o2) * channels;
+            T *c = gin + int64_t(t[k].o3) * channels, *d = gin + int64_t(t[k].o4) * channels;
+            const T w1 = t[k].w1, w2 = t[k].w2, w3 = t[k].w3, w4 = t[k].w4;
+            // the NCHW kernel's order per element: the four taps one after the other
+            for (int64_t ch = 0; ch < c_hi - c_lo; ++ch) a[ch] += g[ch] * w1;
+            for (int64_t ch = 0; ch < c_hi - c_lo; ++ch) b[ch] += g[ch] * w2;
+            for (int64_t ch = 0; ch < c_hi - c_lo; ++ch) c[ch] += g[ch] * w3;
+            for (int64_t ch = 0; ch < c_hi - c_lo; ++ch) d[ch] += g[ch] * w4;
+          }
+        }
+      }
+    });
+  });
+}
+
 #define DT_INSTANTIATE(T)                                                                                  \
   template void roi_align_forward<T>(const T*, int64_t, int64_t, int64_t, int64_t, const T*, int64_t,     \
                                      int64_t, int64_t, double, int64_t, bool, bool, T*, int);             \
   template void roi_align_forward_nhwc<T>(const T*, int64_t, int64_t, int64_t, int64_t, const T*, int64_t, \
                                           int64_t, int64_t, double, int64_t, bool, T*, int);              \
   template void roi_align_backward<T>(const T*, int64_t, int64_t, int64_t, int64_t, const T*, int64_t,    \
-                                      int64_t, int64_t, double, int64_t, bool, bool, T*, int);
+                                      int64_t, int64_t, double, int64_t, bool, bool, T*, int);            \
+  template void roi_align_backward_nhwc<T>(const T*, int64_t, int64_t, int64_t, int64_t, const T*, int64_t, \
+                                           int64_t, int64_t, double, int64_t, bool, T*, int);
 DT_INSTANTIATE(float)
 DT_INSTANTIATE(double)
 #undef DT_INSTANTIATE

@@ -64,9 +64,19 @@ def _roi_align_backward_op(
     width: int,
     sampling_ratio: int,
     aligned: bool,
+    channels_last: bool,
 ) -> Tensor:
-    grad_input = grad.new_zeros((batch, channels, height, width))
-    if grad.numel() > 0 and grad_input.numel() > 0:
+    nhwc = channels_last and grad.device.type == "cpu"
+    layout = torch.channels_last if nhwc else torch.contiguous_format
+    grad_input = grad.new_zeros((batch, channels, height, width)).contiguous(memory_format=layout)
+    if grad.numel() == 0 or grad_input.numel() == 0:
+        return grad_input
+    if nhwc:  # accumulated in place in the input's layout
+        _native.call(
+            "roi_align_backward_nhwc", grad.device, grad.contiguous(), rois.contiguous(),
+            spatial_scale, sampling_ratio, aligned, grad_input.permute(0, 2, 3, 1),
+        )  # fmt: skip
+    else:
         _native.call(
             "roi_align_backward", grad.device, grad.contiguous(), rois.contiguous(),
             spatial_scale, sampling_ratio, aligned, grad_input,
@@ -75,22 +85,24 @@ def _roi_align_backward_op(
 
 
 @_roi_align_backward_op.register_fake
-def _(grad, rois, spatial_scale, batch, channels, height, width, sampling_ratio, aligned):
+def _(grad, rois, spatial_scale, batch, channels, height, width, sampling_ratio, aligned, channels_last):
     torch._check(grad.dim() == 4, lambda: "grad must be [K, C, PH, PW]")
-    return grad.new_empty((batch, channels, height, width))
+    layout = torch.channels_last if channels_last and grad.device.type == "cpu" else torch.contiguous_format
+    return grad.new_empty((batch, channels, height, width)).contiguous(memory_format=layout)
 
 
 def _setup_context(ctx, inputs, output):
     input, rois, spatial_scale, _, _, sampling_ratio, aligned = inputs
     ctx.save_for_backward(rois)
-    ctx.params = (spatial_scale, *input.shape, sampling_ratio, aligned)
+    channels_last = not input.is_contiguous() and is_channels_last(input)
+    ctx.params = (spatial_scale, *input.shape, sampling_ratio, aligned, channels_last)
 
 
 def _backward(ctx, grad):
     (rois,) = ctx.saved_tensors
-    spatial_scale, batch, channels, height, width, sampling_ratio, aligned = ctx.params
+    spatial_scale, batch, channels, height, width, sampling_ratio, aligned, channels_last = ctx.params
     grad_input = torch.ops.dt.roi_align_backward(
-        grad, rois, spatial_scale, batch, channels, height, width, sampling_ratio, aligned
+        grad, rois, spatial_scale, batch, channels, height, width, sampling_ratio, aligned, channels_last
     )
     return grad_input, None, None, None, None, None, None
 
