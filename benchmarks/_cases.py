@@ -315,8 +315,10 @@ def make_run(case: Case, model: torch.nn.Module, inputs: list[dict], outputs: di
     """One timed call of the case: inference (``outputs``: the first image's, ``instances`` and, for
     Panoptic FPN, ``sem_seg`` and ``panoptic_seg``) or one SGD step (forward, backward, update;
     ``outputs["losses"]``). Puts the model in the mode it needs. For training, denormal floats are
-    flushed to zero in this process, as dt's trainer does: from the fifth step of random weights on,
-    denormal gradients made each step 2-3x slower, on both sides alike (same losses either way)."""
+    flushed to zero on every thread of this process (``dt_ops.set_flush_denormal``, where dt-ops is
+    installed: in both workers of ``side_by_side.py``), as dt's trainer does: from the fifth step of
+    random weights on, denormal gradients made each step 2-3x slower, on both sides alike (same losses
+    either way)."""
     if not case.training:
         model.eval()
 
@@ -326,7 +328,11 @@ def make_run(case: Case, model: torch.nn.Module, inputs: list[dict], outputs: di
 
         return infer
     model.train()
-    torch.set_flush_denormal(True)
+    try:
+        from dt_ops import set_flush_denormal
+    except ImportError:
+        set_flush_denormal = torch.set_flush_denormal  # the calling thread only
+    set_flush_denormal(True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=0.002, momentum=0.9, weight_decay=1e-4)
 

@@ -12,6 +12,7 @@
 #include "binding_utils.h"
 #include "cpu/ops.h"
 #include "cpu/parallel.h"
+#include "cpu/denormals.h"
 #include "cpu/winograd.h"
 
 namespace nb = nanobind;
@@ -271,6 +272,10 @@ NB_MODULE(_C, m) {
                                reinterpret_cast<void*>(num_threads));
       },
       "parallel"_a, "thread_num"_a, "num_threads"_a);
+  m.def(
+      "set_denormals_flushed",
+      [](bool flushed, int threads) { return dt::cpu::set_denormals_flushed(flushed, threads); }, "flushed"_a,
+      "threads"_a);
   m.def(
       "winograd_isa", [](int cap) { return static_cast<int>(dt::cpu::winograd_isa(dt::cpu::WinogradIsa(cap))); },
       "cap"_a);

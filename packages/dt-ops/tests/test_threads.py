@@ -35,3 +35,22 @@ def test_results_do_not_depend_on_the_thread_count():
     finally:
         torch.set_num_threads(threads)
     torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
+
+
+def _flushes_on_every_thread() -> bool:
+    # a denormal product on both threads of an elementwise op large enough to be split
+    x = torch.full((1 << 20,), 1e-20)
+    return bool(((x * 1e-20) == 0).all())
+
+
+def test_set_flush_denormal_reaches_the_openmp_workers():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        (torch.ones(1 << 20) * 2).sum()  # the OpenMP team exists before the setting changes
+        assert dt_ops.set_flush_denormal(True)
+        flushed = _flushes_on_every_thread()
+        dt_ops.set_flush_denormal(False)
+        assert flushed and not _flushes_on_every_thread()
+    finally:
+        torch.set_num_threads(threads)

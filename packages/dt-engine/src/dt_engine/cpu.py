@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import torch
 
+import dt_ops
+
 __all__ = ["configure_cpu", "flush_denormals"]
 
 
@@ -17,18 +19,20 @@ def _flushes_denormals() -> bool:
 
 @contextlib.contextmanager
 def flush_denormals() -> Iterator[None]:
-    """Within the block, denormal floats are flushed to zero on the CPU; the setting is restored after.
+    """Within the block, denormal floats are flushed to zero on the CPU, on every thread of torch's
+    OpenMP team (``dt_ops.set_flush_denormal``: torch's own setting reaches the calling thread only);
+    the setting is restored after.
 
     From-scratch training produces tiny gradients and optimizer moments; without flushing, the
     first training steps of the demo ran several times slower on the x86 denormal path. Every
     ``DefaultTrainer.train`` runs inside it, so a run and its repetition compute the same numbers.
     """
     saved = _flushes_denormals()
-    torch.set_flush_denormal(True)
+    dt_ops.set_flush_denormal(True)
     try:
         yield
     finally:
-        torch.set_flush_denormal(saved)
+        dt_ops.set_flush_denormal(saved)
 
 
 @contextlib.contextmanager

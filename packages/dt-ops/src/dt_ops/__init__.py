@@ -7,6 +7,7 @@ not link libtorch, so one build works with every supported torch release.
 from importlib.metadata import version
 
 from dt_ops.boxes import batched_nms, box_iou, nms
+from dt_ops.cpu import set_flush_denormal
 from dt_ops.deform_conv import deform_conv2d
 from dt_ops.layers import DeformConv, ModulatedDeformConv, ROIAlign, ROIAlignRotated, ROIPool
 from dt_ops.roi_align import roi_align
@@ -32,4 +33,5 @@ __all__ = [
     "roi_align",
     "roi_align_rotated",
     "roi_pool",
+    "set_flush_denormal",
 ]
