@@ -48,7 +48,7 @@ def test_matches_the_direct_convolution(norm, activation, bias, calls, monkeypat
     conv = Conv2d(
         64, 40, 3, padding=1, bias=bias, norm=frozen_bn(40) if norm else None, activation=activation
     )
-    x = torch.randn(2, 64, 31, 22)  # partial tiles; 2 x 8 x 6 tiles of 64 channels: large enough
+    x = torch.randn(2, 64, 31, 22).contiguous(memory_format=torch.channels_last)  # 2 x 8 x 6 tiles of 64
     with torch.no_grad():
         expected = direct(conv, x, monkeypatch)
         y = conv(x)
@@ -64,27 +64,34 @@ def test_matches_the_direct_convolution(norm, activation, bias, calls, monkeypat
 def test_other_3x3_convolutions_stay_direct(kwargs, calls):
     conv = Conv2d(64, 64, 3, **kwargs)
     with torch.no_grad():
-        conv(torch.randn(1, 64, 40, 40))
+        conv(torch.randn(1, 64, 40, 40).contiguous(memory_format=torch.channels_last))
     assert calls == []
 
 
 @pytest.mark.parametrize(("channels", "side"), [(32, 64), (64, 12), (512, 8)])
 def test_small_convolutions_stay_direct(channels, side, calls):
     with torch.no_grad():
-        Conv2d(channels, channels, 3, padding=1)(torch.randn(1, channels, side, side))
+        x = torch.randn(1, channels, side, side).contiguous(memory_format=torch.channels_last)
+        Conv2d(channels, channels, 3, padding=1)(x)
+    assert calls == []
+
+
+def test_nchw_input_stays_direct(calls):
+    with torch.no_grad():
+        Conv2d(64, 64, 3, padding=1)(torch.randn(1, 64, 40, 40))
     assert calls == []
 
 
 def test_autograd_runs_the_direct_convolution(calls):
     conv = Conv2d(64, 64, 3, padding=1, activation=F.relu)
-    conv(torch.randn(1, 64, 32, 32)).sum().backward()
+    conv(torch.randn(1, 64, 32, 32).contiguous(memory_format=torch.channels_last)).sum().backward()
     assert calls == [] and conv.weight.grad is not None
 
 
 def test_the_filter_transform_follows_the_parameters(calls, monkeypatch):
     torch.manual_seed(1)
     conv = Conv2d(64, 64, 3, padding=1, bias=False, norm=frozen_bn(64))
-    x = torch.randn(1, 64, 32, 32)
+    x = torch.randn(1, 64, 32, 32).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         conv(x)
         conv.weight.mul_(2.0)

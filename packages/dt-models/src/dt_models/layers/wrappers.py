@@ -64,7 +64,7 @@ class Conv2d(nn.Conv2d):
     (same result, one pass less over the output; gradients still reach the weight).
 
     At inference on CPU (no autograd, float32, not traced or compiled), a 3x3 convolution of stride 1
-    and padding 1 large enough to gain (``dt_ops.winograd.winograd_is_faster``) runs as dt-ops'
+    and padding 1 of a channels-last input large enough to gain (``winograd_is_faster``) runs as dt-ops'
     Winograd F(4x4, 3x3) kernel, with a ReLU activation fused: 0.4-0.9x the time of the direct
     convolution, outputs within ~1e-5 of its magnitude. Its transformed filter (4x the weight's
     memory) is kept until the weight, bias or norm change. ``DT_WINOGRAD=0`` in the environment turns
@@ -110,6 +110,7 @@ class Conv2d(nn.Conv2d):
             and self.groups == 1
             and self.padding_mode == "zeros"
             and (self.norm is None or isinstance(self.norm, FrozenBatchNorm2d))
+            and x.is_contiguous(memory_format=torch.channels_last)  # its output is channels-last too
             and winograd_available(x, self.weight)
             and winograd_is_faster(x, self.weight)
         )
