@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from collections.abc import Callable
 
 import torch
 from _machine import machine_info
+from _timing import best_time
 from torch.nn import functional as F
 
 from dt_ops import winograd as wino
@@ -35,16 +34,6 @@ SHAPES = [
     ("mask head (100 ROIs)", 100, 256, 14),
     ("keypoint head (100 ROIs)", 100, 512, 14),
 ]
-
-
-def best_time(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def measure(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, repeat: int, best_isa: int) -> dict:

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from collections.abc import Callable
 
 import torch
+from _timing import best_time
 
 import dt_ops
 
@@ -28,16 +27,6 @@ except ImportError:  # the default nox env pins torch 2.13, for which no torchvi
     sys.exit(0)
 
 THREADS = 2
-
-
-def best_time(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def detector_boxes(n: int, objects: int, image: tuple[int, int], generator: torch.Generator) -> torch.Tensor:

@@ -14,9 +14,15 @@ from dt_ops._rois import check_pool_input, compute_dtype, rois_from_boxes
 __all__ = ["roi_align"]
 
 
-def is_channels_last(x: Tensor) -> bool:
-    """Whether ``x`` ``[B, C, H, W]`` is laid out channels-last (a C-contiguous ``[B, H, W, C]``)."""
-    return x.is_contiguous(memory_format=torch.channels_last)
+def _reads_channels_last(x: Tensor) -> bool:
+    """Whether the kernels read ``x`` ``[B, C, H, W]`` in place as a C-contiguous ``[B, H, W, C]``: it is
+    channels-last and not also NCHW-contiguous (as a map with C == 1 or H == W == 1 is)."""
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _grad_layout(channels_last: bool, device: torch.device) -> torch.memory_format:
+    """The layout of the input gradient: the input's where a CPU kernel accumulates in it, else NCHW."""
+    return torch.channels_last if channels_last and device.type == "cpu" else torch.contiguous_format
 
 
 @torch.library.custom_op("dt::roi_align", mutates_args=())
@@ -32,7 +38,7 @@ def _roi_align_op(
     output = input.new_empty((rois.shape[0], input.shape[1], pooled_height, pooled_width))
     if output.numel() == 0:
         return output
-    if input.device.type == "cpu" and not input.is_contiguous() and is_channels_last(input):
+    if input.device.type == "cpu" and _reads_channels_last(input):
         # read in place, a pixel's channels at a time (no NCHW copy of the map)
         _native.call(
             "roi_align_forward_nhwc", input.device, input.permute(0, 2, 3, 1), rois.contiguous(),
@@ -66,12 +72,11 @@ def _roi_align_backward_op(
     aligned: bool,
     channels_last: bool,
 ) -> Tensor:
-    nhwc = channels_last and grad.device.type == "cpu"
-    layout = torch.channels_last if nhwc else torch.contiguous_format
+    layout = _grad_layout(channels_last, grad.device)
     grad_input = grad.new_zeros((batch, channels, height, width)).contiguous(memory_format=layout)
     if grad.numel() == 0 or grad_input.numel() == 0:
         return grad_input
-    if nhwc:  # accumulated in place in the input's layout
+    if layout == torch.channels_last:  # accumulated in place in the input's layout
         _native.call(
             "roi_align_backward_nhwc", grad.device, grad.contiguous(), rois.contiguous(),
             spatial_scale, sampling_ratio, aligned, grad_input.permute(0, 2, 3, 1),
@@ -87,14 +92,14 @@ def _roi_align_backward_op(
 @_roi_align_backward_op.register_fake
 def _(grad, rois, spatial_scale, batch, channels, height, width, sampling_ratio, aligned, channels_last):
     torch._check(grad.dim() == 4, lambda: "grad must be [K, C, PH, PW]")
-    layout = torch.channels_last if channels_last and grad.device.type == "cpu" else torch.contiguous_format
+    layout = _grad_layout(channels_last, grad.device)
     return grad.new_empty((batch, channels, height, width)).contiguous(memory_format=layout)
 
 
 def _setup_context(ctx, inputs, output):
     input, rois, spatial_scale, _, _, sampling_ratio, aligned = inputs
     ctx.save_for_backward(rois)
-    channels_last = not input.is_contiguous() and is_channels_last(input)
+    channels_last = _reads_channels_last(input)
     ctx.params = (spatial_scale, *input.shape, sampling_ratio, aligned, channels_last)
 
 
